@@ -1,0 +1,3 @@
+from hamcli.cli.app import main
+
+main()

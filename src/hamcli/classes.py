@@ -1,0 +1,28 @@
+"""The seven HAM10000 diagnosis codes, in the one order every output follows."""
+
+from __future__ import annotations
+
+CLASS_CODES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+CLASS_NAMES: dict[str, str] = {
+    "akiec": "Actinic keratosis / intraepithelial carcinoma",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis-like lesion",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevus",
+    "vasc": "Vascular lesion",
+}
+
+# Full-dataset image counts, from the dataset paper (Tschandl et al. 2018).
+FULL_DATASET_COUNTS: dict[str, int] = {
+    "akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142,
+}
+
+# Kaggle's hmnist_*.csv label column: 0 akiec, 1 bcc, 2 bkl, 3 df, 4 nv, 5 vasc, 6 mel.
+HMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "nv", "vasc", "mel")
+
+# MedMNIST's DermaMNIST labels follow the same order as Kaggle's hmnist files.
+DERMAMNIST_LABELS: tuple[str, ...] = HMNIST_LABELS
+
+CLASS_INDEX: dict[str, int] = {code: i for i, code in enumerate(CLASS_CODES)}

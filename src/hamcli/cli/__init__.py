@@ -1,0 +1,1 @@
+"""The command-line skin over the hamcli library: parse options, call one function, render."""

@@ -1,0 +1,172 @@
+"""`hamcli download`, `hamcli prepare` and `hamcli info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hamcli.cli import render
+
+SOURCE_HELP = "Source from the table (`--list`): ham10000, isic2018-test, dermamnist, or samples (bundled)."
+
+
+def download(
+    source: str = typer.Argument("ham10000", help=SOURCE_HELP),
+    from_path: Optional[Path] = typer.Option(None, "--from", help="Import a copy you already have: Kaggle "
+                                             "zip or folder, Dataverse zips, image folder + CSV, hmnist CSV, npz."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the source's name)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="With --from: the metadata CSV to use."),
+    url: Optional[str] = typer.Option(None, "--url", help="Mirror base URL; files are fetched as URL/<file>. "
+                                      "Also $HAMCLI_MIRROR or $HAMCLI_MIRROR_<SOURCE>."),
+    size: Optional[str] = typer.Option(None, "--size", help="dermamnist only: 28, 64, 128 or 224."),
+    list_sources: bool = typer.Option(False, "--list", help="List the sources and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the validation report as JSON."),
+) -> None:
+    """Fetch HAM10000 (or a related set) from its official home, or import a copy you have."""
+    from hamcli import download as dl
+    from hamcli import importers
+    from hamcli.sources import SOURCES
+
+    if list_sources:
+        _print_sources(SOURCES, as_json)
+        return
+    if from_path is not None:
+        ds, fetched = importers.import_dataset(from_path, name=name or "ham10000", metadata=metadata), True
+    elif source == "samples":
+        ds, fetched = importers.import_samples(name or "samples"), True
+    else:
+        with render.byte_progress(quiet) as progress:
+            ds, fetched = dl.download_source(source, variant=size, mirror=url, name=name, progress=progress)
+    report = ds.report
+    if as_json:
+        render.print_json({"dataset": ds.name, "path": str(ds.root), "fetched": fetched, **report})
+        return
+    if not fetched:
+        render.info(f"{ds.name}: already present and verified in {ds.root}")
+    _print_report(ds.name, str(ds.root), report)
+
+
+def _print_sources(sources: dict, as_json: bool) -> None:
+    if as_json:
+        render.print_json({k: {"title": s.title, "homepage": s.homepage, "licence": s.licence,
+                               "files": [{"name": f.name, "url": f.url, "md5": f.md5} for f in s.files],
+                               "sizes": list(s.variants)} for k, s in sources.items()})
+        return
+    from rich.table import Table
+
+    table = Table(title="Sources (hamcli download NAME)")
+    for col in ("name", "what", "files", "home"):
+        table.add_column(col)
+    for s in sources.values():
+        files = "\n".join(f"{f.name} {f.md5 or '(no md5)'}" for f in s.files)
+        if s.variants:
+            files += f"\n--size {' | '.join(s.variants)}"
+        table.add_row(s.name, s.title, files, s.homepage)
+    table.add_row("samples", "14 real HAM10000 images bundled with hamcli (2 per class)", "-", "-")
+    render.out.print(table)
+
+
+def _print_report(name: str, root: str, report: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{name}: {report['images']} images of {report['lesions']} lesions in {root}")
+    table.add_column("class")
+    table.add_column("images", justify="right")
+    for code, n in report["per_class"].items():
+        table.add_row(code, str(n))
+    render.out.print(table)
+    for kind, items in report.get("problems", {}).items():
+        shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+        render.warn(f"{kind.replace('_', ' ')}: {shown}")
+
+
+def prepare(
+    source: Optional[str] = typer.Option(None, "--source", help="Dataset to prepare (default ham10000, or "
+                                         "the only one present)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the prepared dataset (default: source)."),
+    split: str = typer.Option("90/10", "--split", help="train/test or train/val/test percentages."),
+    size: int = typer.Option(128, "--size", help="Side of the cached square images, in pixels."),
+    seed: int = typer.Option(42, "--seed"),
+    group_by: str = typer.Option("lesion", "--group-by", help="lesion (honest) or image (leaky, for "
+                                 "comparison with hobby projects)."),
+    folds: int = typer.Option(0, "--folds", help="Add K lesion-grouped stratified folds over train+val."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Take a stratified subset of about N images."),
+    export_folders: Optional[Path] = typer.Option(None, "--export-folders",
+                                                  help="Also write DIR/<split>/<class>/ image copies."),
+    workers: int = typer.Option(0, "--workers", help="Decoding threads (0: one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Split a dataset by lesion (stratified by class) and cache its images at one size."""
+    from hamcli import prepare as prep
+
+    config = prep.PrepareConfig(split=split, size=size, seed=seed, group_by=group_by, folds=folds,
+                                limit=limit, workers=workers)
+    with render.count_progress("decoding images", quiet) as progress:
+        prepared = prep.prepare(source, name, config, progress)
+    if export_folders is not None:
+        prep.export_folders(prepared, export_folders)
+        render.info(f"exported image folders to {export_folders}")
+    summary = prepared.summary
+    if as_json:
+        render.print_json({**summary, "path": str(prepared.root)})
+        return
+    _print_split_table(summary, str(prepared.root))
+
+
+def _print_split_table(summary: dict, root: str) -> None:
+    from rich.table import Table
+
+    from hamcli.classes import CLASS_CODES
+
+    parts = [s for s in ("train", "val", "test") if sum(summary["counts"][s].values())]
+    table = Table(title=f"{summary['name']}: {summary['images']} images, split {summary['split']}, "
+                        f"{summary['size']}px, in {root}")
+    table.add_column("class")
+    for p in parts:
+        table.add_column(p, justify="right")
+    for code in CLASS_CODES:
+        table.add_row(code, *(str(summary["counts"][p][code]) for p in parts))
+    table.add_row("[bold]all[/]", *(f"[bold]{sum(summary['counts'][p].values())}[/]" for p in parts))
+    render.out.print(table)
+    leaked = summary["leaked_lesions"]
+    style = "green" if leaked == 0 else "red"
+    render.out.print(f"lesions in more than one split: [{style}]{leaked}[/]   fingerprint {summary['fingerprint']}")
+    if summary["excluded"]:
+        render.warn(f"{len(summary['excluded'])} image(s) excluded: " + "; ".join(
+            f"{k}: {v}" for k, v in list(summary["excluded"].items())[:5]))
+
+
+def info(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show hamcli's directories and the datasets, prepared datasets and runs present."""
+    from hamcli import inventory
+
+    report = inventory.collect()
+    if as_json:
+        render.print_json(report)
+        return
+    from rich.table import Table
+
+    render.out.print(f"hamcli {report['version']}")
+    for key, value in report["directories"].items():
+        render.out.print(f"  {key:<9} {value}")
+    for title, rows in (("Datasets", report["datasets"]), ("Prepared datasets", report["prepared"]),
+                        ("Runs", report["runs"])):
+        if not rows:
+            render.out.print(f"{title}: none")
+            continue
+        table = Table(title=title)
+        for col in rows[0]:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        render.out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(download)
+    app.command()(prepare)
+    app.command()(info)

@@ -1,0 +1,115 @@
+"""Lesion-grouped, class-stratified splits and folds (scikit-learn's StratifiedGroupKFold).
+
+A split like 70/15/15 is made by cutting the data into equal stratified, grouped folds
+(one fold per greatest common divisor of the percentages) and handing whole folds to
+each part, so every part keeps the class balance and no lesion crosses parts.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hamcli.errors import UsageError
+
+MAX_FOLDS = 50
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    train: int
+    val: int
+    test: int
+
+    @classmethod
+    def parse(cls, text: str) -> SplitSpec:
+        try:
+            parts = [int(p) for p in text.split("/")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (2, 3) or sum(parts) != 100 or min(parts) < 0 or parts[0] <= 0:
+            raise UsageError(f"--split {text!r}: give train/test or train/val/test percentages that add up "
+                             "to 100, e.g. 90/10 or 70/15/15")
+        return cls(parts[0], parts[1], parts[2]) if len(parts) == 3 else cls(parts[0], 0, parts[1])
+
+    def __str__(self) -> str:
+        return f"{self.train}/{self.val}/{self.test}" if self.val else f"{self.train}/{self.test}"
+
+
+def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold number of each row: k stratified folds, grouped by `groups`."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    fold = np.full(len(y), -1, dtype=np.int64)
+    with warnings.catch_warnings():
+        # sklearn warns when a class has fewer members than folds; the rare classes simply
+        # land in fewer folds, which is the best that grouping allows.
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for i, (_, idx) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+            fold[idx] = i
+    return fold
+
+
+def assign_split(table: pd.DataFrame, spec: SplitSpec, seed: int, group_by: str = "lesion") -> np.ndarray:
+    """'train'/'val'/'test' for each row of `table` (columns lesion_id, dx)."""
+    parts = [p for p in (spec.train, spec.val, spec.test) if p]
+    k = min(100 // math.gcd(*parts), MAX_FOLDS)
+    groups = table["lesion_id" if group_by == "lesion" else "image_id"].to_numpy()
+    n_groups = len(set(groups))
+    if n_groups < k:
+        raise UsageError(f"--split {spec}: only {n_groups} {group_by}s, too few for a {spec} split; "
+                         "use a coarser split such as 50/50, or more data")
+    fold = _folds(table["dx"].to_numpy(), groups, k, seed)
+    n_test = max(1, round(spec.test * k / 100)) if spec.test else 0
+    n_val = max(1, round(spec.val * k / 100)) if spec.val else 0
+    split = np.full(len(table), "train", dtype=object)
+    split[fold < n_test] = "test"
+    split[(fold >= n_test) & (fold < n_test + n_val)] = "val"
+    return split
+
+
+def assign_folds(table: pd.DataFrame, split: np.ndarray, k: int, seed: int, group_by: str) -> np.ndarray:
+    """K grouped, stratified folds over the non-test rows; -1 for test rows."""
+    if k < 2:
+        raise UsageError(f"--folds {k}: give at least 2 folds")
+    fold = np.full(len(table), -1, dtype=np.int64)
+    rows = np.flatnonzero(split != "test")
+    sub = table.iloc[rows]
+    groups = sub["lesion_id" if group_by == "lesion" else "image_id"].to_numpy()
+    if len(set(groups)) < k:
+        raise UsageError(f"--folds {k}: only {len(set(groups))} {group_by}s outside the test split")
+    fold[rows] = _folds(sub["dx"].to_numpy(), groups, k, seed + 1)
+    return fold
+
+
+def stratified_limit(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """About `n` images in the dataset's class proportions, taking whole lesions.
+
+    Written by hand because scikit-learn has no grouped subset draw of a given size.
+    """
+    if n >= len(table):
+        return table
+    rng = np.random.default_rng(seed)
+    keep: list[str] = []
+    for _dx, part in table.groupby("dx", sort=True):
+        target = max(1, round(n * len(part) / len(table)))
+        sizes = part.groupby("lesion_id", sort=True).size()
+        order = rng.permutation(len(sizes))
+        taken = 0
+        for i in order:
+            if taken >= target:
+                break
+            keep.append(sizes.index[i])
+            taken += int(sizes.iloc[i])
+    return table[table["lesion_id"].isin(set(keep))].reset_index(drop=True)
+
+
+def leaked_lesions(table: pd.DataFrame, split: np.ndarray) -> int:
+    """Lesions whose images fall in more than one split (0 for a grouped split)."""
+    parts = pd.Series(split, index=table.index).groupby(table["lesion_id"]).nunique()
+    return int((parts > 1).sum())

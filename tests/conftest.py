@@ -1,0 +1,124 @@
+"""Shared fixtures: an isolated HAMCLI_HOME, tiny synthetic datasets, a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+CODES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+
+@pytest.fixture(autouse=True)
+def hamcli_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("hamcli_home")
+    monkeypatch.setenv("HAMCLI_HOME", str(home))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    for var in ("HAMCLI_MIRROR", "HAMCLI_MIRROR_HAM10000"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def class_image(code_index: int, seed: int, size: tuple[int, int] = (40, 30)) -> Image.Image:
+    """A small image whose colour depends on its class, so that models can learn it."""
+    rng = np.random.default_rng(seed)
+    base = np.array([(code_index * 37) % 256, (code_index * 91) % 256, (255 - code_index * 30) % 256])
+    arr = np.clip(base + rng.normal(0, 12, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def make_dataset_folder(root: Path, per_class: int = 4, images_per_lesion: int = 2,
+                        size: tuple[int, int] = (40, 30)) -> pd.DataFrame:
+    """A HAM10000-style folder: images/<image_id>.jpg and HAM10000_metadata.csv."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    n = 0
+    for ci, code in enumerate(CODES):
+        for j in range(per_class):
+            lesion = f"HAM_{ci:02d}{j // images_per_lesion:04d}"
+            image_id = f"ISIC_{n:07d}"
+            class_image(ci, n, size).save(root / "images" / f"{image_id}.jpg", quality=90)
+            rows.append({"lesion_id": lesion, "image_id": image_id, "dx": code, "dx_type": "histo",
+                         "age": "50.0", "sex": "male", "localization": "back"})
+            n += 1
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "HAM10000_metadata.csv", index=False)
+    return table
+
+
+@pytest.fixture
+def dataset_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "ham"
+    make_dataset_folder(root)
+    return root
+
+
+class FileServer:
+    """Serves bytes by path on 127.0.0.1 with Range support and switchable misbehaviour."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        self.ignore_range = False
+        self.cut_after: int | None = None  # close the connection after this many bytes, once
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.end_headers()
+                    return
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if rng and not server.ignore_range:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                payload = body[start:]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    cut, server.cut_after = server.cut_after, None
+                    self.wfile.write(payload[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(payload)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    server = FileServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,86 @@
+"""The app shell: help without torch, version, info, user directories, the error handler."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from hamcli import __version__, paths
+from hamcli.cli.app import app
+
+runner = CliRunner()
+
+COMMANDS = ["download", "prepare", "info"]
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    code = ("import sys\nfrom hamcli.cli.app import app\n"
+            f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_help_and_every_command_help_do_not_import_torch():
+    for args in (["--help"], ["--version"], *([c, "--help"] for c in COMMANDS)):
+        loaded = _modules_after(args)
+        assert "torch" not in loaded, args
+        assert "pandas" not in loaded and "sklearn" not in loaded, args
+
+
+def test_import_hamcli_is_light():
+    done = subprocess.run([sys.executable, "-c", "import sys, hamcli; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"hamcli {__version__}"
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "hamcli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and __version__ in done.stdout
+
+
+def test_hamcli_home_overrides_and_nothing_is_created(hamcli_home):
+    assert paths.data_dir() == hamcli_home / "data"
+    assert paths.cache_dir() == hamcli_home / "cache"
+    runner.invoke(app, ["info"])
+    assert not (hamcli_home / "data").exists() and not (hamcli_home / "cache").exists()
+
+
+def test_default_dirs_come_from_platformdirs(monkeypatch):
+    monkeypatch.delenv("HAMCLI_HOME")
+    assert "hamcli" in str(paths.data_dir()) and "hamcli" in str(paths.cache_dir())
+
+
+def test_info_lists_datasets_and_prepared(dataset_folder):
+    runner.invoke(app, ["download", "--from", str(dataset_folder)])
+    runner.invoke(app, ["prepare", "--split", "50/50", "--size", "16", "-q"])
+    result = runner.invoke(app, ["info", "--json"])
+    report = json.loads(result.stdout)
+    assert report["datasets"][0]["name"] == "ham10000" and report["datasets"][0]["images"] == 28
+    assert report["prepared"][0]["px"] == 16
+    text = runner.invoke(app, ["info"]).stdout
+    assert "ham10000" in text and "Runs: none" in text
+
+
+def test_usage_error_exit_code_is_2(dataset_folder):
+    runner.invoke(app, ["download", "--from", str(dataset_folder)])
+    result = runner.invoke(app, ["prepare", "--split", "nonsense"])
+    assert result.exit_code == 2
+    assert "--split" in result.output and "Traceback" not in result.output
+
+
+def test_real_process_error_is_one_red_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "hamcli", "download", "--from", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in done.stderr
