@@ -122,3 +122,15 @@ def file_server() -> Iterator[FileServer]:
     server = FileServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def prepared_tiny(tmp_path):
+    """An imported and prepared synthetic dataset: 42 images, 32 px, train/val/test."""
+    from hamcli.importers import import_dataset
+    from hamcli.prepare import PrepareConfig, prepare
+
+    root = tmp_path / "tiny"
+    make_dataset_folder(root, per_class=6, images_per_lesion=1)
+    import_dataset(root)
+    return prepare(name="tiny", config=PrepareConfig(split="50/25/25", size=32, folds=2))

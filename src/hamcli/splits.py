@@ -42,14 +42,18 @@ class SplitSpec:
 
 def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold number of each row: k stratified folds, grouped by `groups`."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     fold = np.full(len(y), -1, dtype=np.int64)
+    _, counts = np.unique(y, return_counts=True)
     with warnings.catch_warnings():
         # sklearn warns when a class has fewer members than folds; the rare classes simply
         # land in fewer folds, which is the best that grouping allows.
         warnings.simplefilter("ignore", UserWarning)
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        if counts.max() >= k:
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        else:  # too few images of any class to stratify (a handful of samples): group only
+            splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
         for i, (_, idx) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
             fold[idx] = i
     return fold
@@ -61,9 +65,9 @@ def assign_split(table: pd.DataFrame, spec: SplitSpec, seed: int, group_by: str 
     k = min(100 // math.gcd(*parts), MAX_FOLDS)
     groups = table["lesion_id" if group_by == "lesion" else "image_id"].to_numpy()
     n_groups = len(set(groups))
-    if n_groups < k:
-        raise UsageError(f"--split {spec}: only {n_groups} {group_by}s, too few for a {spec} split; "
-                         "use a coarser split such as 50/50, or more data")
+    if n_groups < 2:
+        raise UsageError(f"--split {spec}: only {n_groups} {group_by}, too few to split; add more data")
+    k = min(k, n_groups)  # tiny datasets: coarser folds, each part still gets whole groups
     fold = _folds(table["dx"].to_numpy(), groups, k, seed)
     n_test = max(1, round(spec.test * k / 100)) if spec.test else 0
     n_val = max(1, round(spec.val * k / 100)) if spec.val else 0

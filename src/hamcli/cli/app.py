@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from hamcli import __version__
-from hamcli.cli import data, render
+from hamcli.cli import data, modelling, render
 from hamcli.errors import HamcliError
 
 
@@ -54,6 +54,7 @@ def root(
 
 
 data.register(app)
+modelling.register(app)
 
 
 

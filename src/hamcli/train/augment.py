@@ -1,0 +1,78 @@
+"""Augmentation for dermoscopy, on whole uint8 batches rather than one PIL image at a time.
+
+A lesion has no up, down, left or right, so both flips and 90-degree rotations are free;
+`strong` adds a small random affine (rotation, scale, shift) and colour changes. Each sample
+draws its own transform from a torch Generator, so a seed reproduces a run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LEVELS = ("none", "light", "strong")
+
+
+def to_float(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> normalised (N, 3, H, W) float32, the same for training and inference."""
+    return normalise(batch.permute(0, 3, 1, 2).float().div_(255.0), mean, std)
+
+
+def _flip_rotate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    hflip = torch.rand(n, generator=g) < 0.5
+    vflip = torch.rand(n, generator=g) < 0.5
+    x = torch.where(hflip.view(-1, 1, 1, 1), x.flip(3), x)
+    x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(2), x)
+    k = torch.randint(0, 4, (n,), generator=g)
+    out = x.clone()
+    for turns in (1, 2, 3):
+        idx = (k == turns).nonzero().flatten()
+        if len(idx):
+            out[idx] = torch.rot90(x[idx], turns, dims=(2, 3))
+    return out
+
+
+def _affine(x: torch.Tensor, g: torch.Generator, degrees: float, scale: float, shift: float) -> torch.Tensor:
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(degrees)
+    s = 1 + (torch.rand(n, generator=g) * 2 - 1) * scale
+    t = (torch.rand(n, 2, generator=g) * 2 - 1) * shift
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _colour(x: torch.Tensor, g: torch.Generator, amount: float) -> torch.Tensor:
+    n = x.shape[0]
+
+    def factor() -> torch.Tensor:
+        return (1 + (torch.rand(n, generator=g) * 2 - 1) * amount).view(-1, 1, 1, 1)
+
+    x = x * factor()  # brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean  # contrast
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * factor() + grey  # saturation
+    return x.clamp_(0, 1)
+
+
+def augment(batch: torch.Tensor, level: str, g: torch.Generator) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> augmented (N, 3, H, W) float in [0, 1]."""
+    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    if level == "none":
+        return x
+    x = _flip_rotate(x, g)
+    if level == "strong":
+        x = _affine(x, g, degrees=20, scale=0.1, shift=0.05)
+        x = _colour(x, g, amount=0.15)
+    else:
+        x = _colour(x, g, amount=0.05)
+    return x
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

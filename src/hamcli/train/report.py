@@ -1,0 +1,44 @@
+"""A run's human-readable outputs: history.csv, curves.png, metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hamcli import fsio
+
+
+def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str) -> None:
+    if not history:
+        return
+    table = pd.DataFrame(history)
+    with fsio.atomic_path(run_dir / "history.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    best = history[best_epoch - 1] if best_epoch else {}
+    fsio.write_json(run_dir / "metrics.json", {"epochs_run": len(history), "best_epoch": best_epoch,
+                                               "monitor": monitor,
+                                               "best": {k.removeprefix("val_"): v for k, v in best.items()
+                                                        if k.startswith("val_")}})
+    plot_curves(table, run_dir / "curves.png")
+
+
+def plot_curves(table: pd.DataFrame, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, metric, title in zip(axes, ("loss", "accuracy", "balanced_accuracy"),
+                                 ("loss", "accuracy", "balanced accuracy"), strict=True):
+        ax.plot(table["epoch"], table[f"train_{metric}"], marker="o", label="train")
+        ax.plot(table["epoch"], table[f"val_{metric}"], marker="o", label="val")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    with fsio.atomic_path(target, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
