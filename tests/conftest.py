@@ -134,3 +134,22 @@ def prepared_tiny(tmp_path):
     make_dataset_folder(root, per_class=6, images_per_lesion=1)
     import_dataset(root)
     return prepare(name="tiny", config=PrepareConfig(split="50/25/25", size=32, folds=2))
+
+
+@pytest.fixture
+def trained_run(prepared_tiny):
+    """A LeNet run trained for two epochs on the tiny prepared dataset."""
+    from hamcli.train.engine import TrainConfig, train
+
+    return train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32", name="tiny-lenet"))
+
+
+def predictor_for(model, size: int = 32, arch: str = "lenet"):
+    """Wrap any model as a Predictor, without a checkpoint file."""
+    from hamcli.checkpoint import ModelCard
+    from hamcli.predict import Predictor
+    from hamcli.train.precision import Precision
+    from hamcli.zoo import IMAGENET_MEAN, IMAGENET_STD
+
+    card = ModelCard(arch, CODES, size, IMAGENET_MEAN, IMAGENET_STD, "none", "none", Path("memory.pt"))
+    return Predictor(model.eval(), card, {}, Precision("cpu", "fp32", False))

@@ -82,7 +82,7 @@ def square(img: Image.Image, size: int) -> np.ndarray:
     left, top = (w - side) // 2, (h - side) // 2
     out = img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side),
                      reducing_gap=3.0)
-    return np.asarray(out, dtype=np.uint8)
+    return np.array(out, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 def load_square(source: str | Path | Image.Image, size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from hamcli import __version__
-from hamcli.cli import data, modelling, render
+from hamcli.cli import data, evaluate, explain, modelling, render
 from hamcli.errors import HamcliError
 
 
@@ -55,6 +55,8 @@ def root(
 
 data.register(app)
 modelling.register(app)
+evaluate.register(app)
+explain.register(app)
 
 
 

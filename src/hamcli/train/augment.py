@@ -20,18 +20,19 @@ def to_float(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torc
     return normalise(batch.permute(0, 3, 1, 2).float().div_(255.0), mean, std)
 
 
-def _flip_rotate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
+def _flip_rotate(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random flips and quarter turns of an (N, H, W, C) batch, done on uint8 to move 4x fewer bytes."""
+    n = batch.shape[0]
     hflip = torch.rand(n, generator=g) < 0.5
     vflip = torch.rand(n, generator=g) < 0.5
-    x = torch.where(hflip.view(-1, 1, 1, 1), x.flip(3), x)
-    x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(2), x)
+    x = torch.where(hflip.view(-1, 1, 1, 1), batch.flip(2), batch)
+    x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(1), x)
     k = torch.randint(0, 4, (n,), generator=g)
     out = x.clone()
     for turns in (1, 2, 3):
         idx = (k == turns).nonzero().flatten()
         if len(idx):
-            out[idx] = torch.rot90(x[idx], turns, dims=(2, 3))
+            out[idx] = torch.rot90(x[idx], turns, dims=(1, 2))
     return out
 
 
@@ -62,10 +63,9 @@ def _colour(x: torch.Tensor, g: torch.Generator, amount: float) -> torch.Tensor:
 
 def augment(batch: torch.Tensor, level: str, g: torch.Generator) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> augmented (N, 3, H, W) float in [0, 1]."""
-    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
     if level == "none":
-        return x
-    x = _flip_rotate(x, g)
+        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+    x = _flip_rotate(batch, g).permute(0, 3, 1, 2).float().div_(255.0)
     if level == "strong":
         x = _affine(x, g, degrees=20, scale=0.1, shift=0.05)
         x = _colour(x, g, amount=0.15)

@@ -153,7 +153,8 @@ class Trainer:
         return {"arch": self.cfg.arch, "input_size": self.size, "mean": list(self.spec.mean),
                 "std": list(self.spec.std), "config": asdict(self.cfg),
                 "data": {"name": self.prepared.name, "fingerprint": self.prepared.fingerprint,
-                         "val_source": self.data.val_source},
+                         "val_source": self.data.val_source,
+                         "train_counts": torch.bincount(self.train_labels, minlength=7).tolist()},
                 "precision": {"device": self.prec.device, "dtype": self.prec.dtype}}
 
     def _save(self, filename: str, interrupted: bool = False) -> None:

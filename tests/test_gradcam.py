@@ -1,0 +1,165 @@
+"""Grad-CAM: a known answer, the textbook definition, every architecture, clean hooks, the CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import class_image, predictor_for
+from hamcli import explain, zoo
+from hamcli.cam import METHODS, GradCAM
+from hamcli.classes import CLASS_INDEX
+from hamcli.cli.app import app
+from hamcli.errors import UsageError
+from hamcli.images import ImageReadError
+
+runner = CliRunner()
+MEL, NV = CLASS_INDEX["mel"], CLASS_INDEX["nv"]
+
+
+def _patch_batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 noise; label mel when a bright 8x8 patch sits in the top-left corner, else nv."""
+    x = torch.rand(n, 3, 32, 32, generator=g) * 0.4
+    y = torch.where(torch.rand(n, generator=g) < 0.5, MEL, NV)
+    x[y == MEL, :, 2:10, 2:10] = 1.0
+    return x, y
+
+
+def test_heat_map_finds_the_bright_corner_patch():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = zoo.build_model("lenet")
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(60):
+        x, y = _patch_batch(32, g)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x, y = _patch_batch(64, g)
+    assert (model(x).argmax(1) == y).float().mean() > 0.95  # it learned the patch
+    arr = (np.full((32, 32, 3), 60) + np.random.default_rng(1).integers(0, 40, (32, 32, 3))).astype(np.uint8)
+    arr[2:10, 2:10] = 255
+    predictor = predictor_for(model, size=32)
+    result = explain.explain(predictor, Image.fromarray(arr), target="mel")
+    heat = result.heatmap
+    assert heat.shape == (32, 32) and heat.max() == pytest.approx(1.0)
+    assert heat[:16, :16].sum() / heat.sum() > 0.5
+
+
+def test_matches_the_gradcam_definition_computed_independently():
+    torch.manual_seed(1)
+    model = zoo.build_model("lenet").eval()
+    x = torch.randn(1, 3, 32, 32)
+    features, rest = model[0][:8], torch.nn.Sequential(model[0][8:], *model[1:])
+    checked = 0
+    for target in range(7):
+        acts = features(x).detach().requires_grad_(True)
+        (grads,) = torch.autograd.grad(rest(acts)[0, target], acts)
+        raw = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1))[0].detach()
+        if raw.max() <= 0:
+            continue  # random weights: this class's map is empty (covered by the all-zero test)
+        expected = (raw - raw.min()) / (raw.max() - raw.min())
+        maps, probs = GradCAM(model, "0.7")(x, torch.tensor([target]))
+        assert torch.allclose(maps[0], expected, atol=1e-5)
+        assert torch.allclose(probs, model(x).softmax(1), atol=1e-6)
+        checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("arch", list(zoo.MODELS))
+def test_every_architecture_gives_a_finite_map_of_image_size_and_leaves_no_trace(arch):
+    torch.manual_seed(0)
+    model = zoo.build_model(arch).eval()
+    predictor = predictor_for(model, size=64, arch=arch)
+    img = class_image(2, 0, (90, 70))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in METHODS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random weights may give an all-zero map, with a warning
+            heat = explain.heatmap(predictor, img, method=method)
+        assert heat.shape == (70, 90) and np.isfinite(heat).all()
+        assert heat.min() >= 0 and heat.max() <= 1
+        assert (heat[:, :10] == 0).all()  # outside the centre square the model saw nothing
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    for module in model.modules():
+        assert not module._forward_hooks and not module._backward_hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_mode_is_restored_and_hooks_removed_after_error():
+    model = zoo.build_model("cnn").train()
+    cam = GradCAM(model, "0.3")
+    with pytest.raises(RuntimeError):
+        cam(torch.randn(1, 3, 32, 32), torch.tensor([99]))  # no class 99: gather fails mid-way
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_all_zero_gradient_warns_and_gives_zeros_not_nan():
+    model = zoo.build_model("lenet").eval()
+    with torch.no_grad():
+        model[6].weight.zero_()  # the score no longer depends on the features
+    predictor = predictor_for(model)
+    with pytest.warns(UserWarning, match="all-zero map"):
+        heat = explain.heatmap(predictor, class_image(0, 0, (32, 32)))
+    assert np.isfinite(heat).all() and (heat == 0).all()
+
+
+def test_errors_for_bad_class_layer_method_and_image(tmp_path):
+    predictor = predictor_for(zoo.build_model("lenet"))
+    img = class_image(0, 0, (32, 32))
+    with pytest.raises(UsageError, match="--class"):
+        explain.explain(predictor, img, target="melanoma")
+    with pytest.raises(UsageError, match="--layer"):
+        explain.explain(predictor, img, layer="nope")
+    with pytest.raises(UsageError, match="--method"):
+        explain.explain(predictor, img, method="cam")
+    with pytest.raises(UsageError, match="feature map"):
+        explain.explain(predictor, img, layer="2")  # Flatten: not a feature map
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        explain.explain(predictor, bad)
+    with pytest.raises(UsageError, match="\\[0, 1\\]"):
+        explain.overlay(img, np.full((32, 32), 2.0))
+
+
+def test_cli_single_file_several_to_folder_panel_json(trained_run, tmp_path):
+    inputs = []
+    for i in range(3):
+        path = tmp_path / f"in{i}.jpg"
+        class_image(i, i, (80, 60)).save(path)
+        inputs.append(str(path))
+    one = runner.invoke(app, ["gradcam", inputs[0], "-o", str(tmp_path / "one.png")])
+    assert one.exit_code == 0, one.output
+    assert Image.open(tmp_path / "one.png").size == (80, 60)
+    out = runner.invoke(app, ["gradcam", *inputs, "-o", str(tmp_path / "cams"), "--panel", "--json",
+                              "--method", "gradcam++", "--class", "mel"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["explained"] for r in rows] == ["mel"] * 3
+    for i in range(3):
+        panel = Image.open(tmp_path / "cams" / f"in{i}.png")
+        assert panel.width == 3 * 80 and panel.height > 60
+    layers = runner.invoke(app, ["gradcam", "--list-layers"])
+    assert "0.7" in layers.stdout and "(default)" in layers.stdout
+
+
+def test_cli_bad_image_exits_1_and_keeps_going(trained_run, tmp_path):
+    good = tmp_path / "good.jpg"
+    class_image(1, 1, (40, 40)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("x")
+    out = runner.invoke(app, ["gradcam", str(bad), str(good), "-o", str(tmp_path / "o")])
+    assert out.exit_code == 1 and "bad.jpg" in out.stderr
+    assert (tmp_path / "o" / "good.png").exists()

@@ -1,0 +1,187 @@
+"""`hamcli predict` and `hamcli evaluate` on a tiny trained run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import hamcli
+from conftest import class_image, make_dataset_folder
+from hamcli import checkpoint
+from hamcli.classes import CLASS_CODES
+from hamcli.cli.app import app
+from hamcli.errors import DataError, NotFoundError
+from hamcli.images import ImageReadError
+from hamcli.zoo import IMAGENET_MEAN, IMAGENET_STD, build_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i in range(5):
+        class_image(i, 100 + i, (60, 45)).save(folder / f"img{i}.jpg")
+    return folder
+
+
+def test_python_api_two_lines(trained_run, images):
+    model = hamcli.load_model()
+    pred = model.predict(images / "img0.jpg")
+    assert pred.code in CLASS_CODES and 0 <= pred.probability <= 1
+    assert abs(sum(pred.probabilities.values()) - 1) < 1e-4
+    assert model.classes == CLASS_CODES
+    many = model.predict([images / "img1.jpg", Image.open(images / "img2.jpg")])
+    assert len(many) == 2 and many[1].source == "<JpegImageFile>"
+    with pytest.raises(ImageReadError):
+        model.predict(images / "missing.jpg")
+
+
+def test_predict_files_directory_and_stdin_keep_order(trained_run, images):
+    files = [str(images / f"img{i}.jpg") for i in (3, 0, 4)]
+    out = runner.invoke(app, ["predict", *files, "--format", "jsonl"])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["path"] for r in rows] == files
+    assert all(len(r["top_k"]) == 3 for r in rows)
+    folder = json.loads(runner.invoke(app, ["predict", str(images), "--format", "json"]).stdout)
+    assert [Path(r["path"]).name for r in folder] == [f"img{i}.jpg" for i in range(5)]
+    piped = runner.invoke(app, ["predict", "-", "--format", "csv"], input="\n".join(files) + "\n")
+    table = list(csv.DictReader(io.StringIO(piped.stdout)))
+    assert [r["path"] for r in table] == files
+    assert set(table[0]) >= {"path", "code", "name", "probability", "p_mel", "p_nv"}
+    glob_rows = json.loads(runner.invoke(app, ["predict", str(images / "img[12].jpg"), "-f", "json"]).stdout)
+    assert len(glob_rows) == 2
+
+
+def test_mixed_good_and_corrupt_files_exit_1_with_good_rows(trained_run, images):
+    (images / "bad.jpg").write_bytes(b"not an image")
+    out = runner.invoke(app, ["predict", str(images / "img0.jpg"), str(images / "bad.jpg"),
+                              str(images / "img1.jpg"), "--format", "csv"])
+    assert out.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["img0.jpg", "img1.jpg"]
+    assert "bad.jpg" in out.stderr and "Traceback" not in out.output
+
+
+def test_table_ends_with_not_a_diagnosis_and_formats_checked(trained_run, images):
+    out = runner.invoke(app, ["predict", str(images / "img0.jpg")])
+    assert out.exit_code == 0 and "not a diagnosis" in out.stdout
+    assert "not a diagnosis" not in runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", "json"]).stdout
+    assert runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", "xml"]).exit_code == 2
+
+
+def test_any_mode_and_size_is_handled(trained_run, tmp_path):
+    grey16 = tmp_path / "g16.png"
+    Image.fromarray((np.arange(300 * 200).reshape(200, 300) % 65535).astype(np.uint16)).save(grey16)
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (1000, 50), (10, 200, 30, 128)).save(rgba)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (31, 17), (0, 50, 100, 0)).save(cmyk)
+    out = runner.invoke(app, ["predict", str(grey16), str(rgba), str(cmyk), "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)) == 3
+
+
+def _always(code: str, tmp_path: Path) -> Path:
+    model = build_model("lenet")
+    with torch.no_grad():
+        head = model[6]
+        head.weight.zero_()
+        head.bias.fill_(-5.0)
+        head.bias[CLASS_CODES.index(code)] = 5.0
+    path = tmp_path / f"always-{code}.pt"
+    checkpoint.save(path, state_dict=model.state_dict(), arch="lenet", input_size=32, mean=list(IMAGENET_MEAN),
+                    std=list(IMAGENET_STD), config={}, data={"name": "none", "fingerprint": "none"}, epoch=1,
+                    history=[], metrics={})
+    return path
+
+
+@pytest.mark.parametrize("code", ["mel", "akiec", "vasc"])
+def test_label_order_is_preserved_end_to_end(tmp_path, images, code):
+    out = runner.invoke(app, ["predict", str(images / "img0.jpg"), "--model", str(_always(code, tmp_path)),
+                              "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)[0]["code"] == code
+
+
+def test_no_run_yet_is_a_clear_error(images):
+    out = runner.invoke(app, ["predict", str(images / "img0.jpg")])
+    assert out.exit_code == 1 and "hamcli train" in out.output
+    with pytest.raises(NotFoundError):
+        hamcli.load_model("nope")
+
+
+def test_evaluate_latest_run_on_its_test_split(trained_run, prepared_tiny, tmp_path):
+    n_test = int((prepared_tiny.manifest["split"] == "test").sum())
+    out = runner.invoke(app, ["evaluate", "--json", "--predictions", str(tmp_path / "p.csv"),
+                              "--plot", str(tmp_path / "plots"), "--ci", "--bootstrap", "50"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    m = report["metrics"]
+    assert report["run"] == "tiny-lenet" and m["images"] == n_test
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_roc_auc",
+                "melanoma_sensitivity", "melanoma_specificity", "ece"):
+        assert key in m
+    assert set(m["per_class"]) == set(CLASS_CODES) and m["baseline"]["class"] in CLASS_CODES
+    assert m["ci_resampled_by"] == "lesion" and len(m["ci95"]["accuracy"]) == 2
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == n_test and set(rows[0]) >= {"image_id", "true_dx", "pred_dx", "p_mel"}
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASS_CODES] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert (tmp_path / "plots" / "evaluate-confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "plots" / "evaluate-roc.png").exists()
+
+
+def test_evaluate_table_and_tta(trained_run):
+    out = runner.invoke(app, ["evaluate", "tiny-lenet", "--tta"])
+    assert out.exit_code == 0, out.output
+    for text in ("balanced accuracy", "melanoma sensitivity", "confusion matrix", "always"):
+        assert text in out.stdout
+
+
+def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
+    folder = tmp_path / "clinic"
+    make_dataset_folder(folder, per_class=2)
+    out = runner.invoke(app, ["evaluate", "--data", str(folder), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["metrics"]["images"] == 14
+
+
+def test_evaluate_compares_several_runs(trained_run):
+    from hamcli.train.engine import TrainConfig, train
+
+    train(TrainConfig(arch="cnn", data="tiny", epochs=1, batch_size=8, precision="fp32", name="tiny-cnn"))
+    out = runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn"])
+    assert out.exit_code == 0 and "comparison" in out.stdout
+    assert "tiny-lenet" in out.stdout and "tiny-cnn" in out.stdout
+
+
+def test_evaluate_fold_family_mean_and_std(prepared_tiny):
+    from hamcli.train.engine import TrainConfig, train_folds
+
+    train_folds(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="cv"))
+    out = runner.invoke(app, ["evaluate", "cv", "--json"])
+    report = json.loads(out.stdout)
+    assert report["family"] and len(report["members"]) == 2
+    assert set(report["metrics_mean_std"]["balanced_accuracy"]) == {"mean", "std"}
+    assert "±" in runner.invoke(app, ["evaluate", "cv"]).stdout
+    assert "cv (2 folds)" in runner.invoke(app, ["evaluate", "cv"]).stdout
+
+
+def test_evaluate_refuses_changed_prepared_dataset(trained_run):
+    from hamcli.evaluation import evaluate
+    from hamcli.prepare import PrepareConfig, prepare
+
+    prepare(name="tiny", config=PrepareConfig(split="50/50", size=32, seed=9))
+    with pytest.raises(DataError, match="changed since training"):
+        evaluate("tiny-lenet")
