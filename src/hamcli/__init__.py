@@ -6,7 +6,7 @@ function that needs them is called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hamcli.classes import CLASS_CODES, CLASS_NAMES
 from hamcli.errors import HamcliError
@@ -24,7 +24,3 @@ def load_model(run_or_path: str | None = None, device: str = "auto") -> Predicto
     from hamcli.predict import Predictor
 
     return Predictor.load(run_or_path, device=device)
-
-
-def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'hamcli' has no attribute {name!r}")

@@ -65,8 +65,16 @@ def load(path: Path) -> dict:
 
 
 def build_from(ckpt: dict):  # noqa: ANN201 - returns an nn.Module in eval mode
+    """The checkpoint's model, built on the meta device so no time goes on random initialisation."""
+    import torch
+
     from hamcli.zoo import build_model
 
-    model = build_model(ckpt["arch"], num_classes=len(ckpt["classes"]), pretrained=False)
-    model.load_state_dict(ckpt["state_dict"])
+    with torch.device("meta"):
+        model = build_model(ckpt["arch"], num_classes=len(ckpt["classes"]), pretrained=False)
+    try:
+        model.load_state_dict(ckpt["state_dict"], assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint weights do not fit architecture {ckpt['arch']!r} ({str(exc)[:200]}); "
+                         "the file is damaged or was edited") from None
     return model.eval()
