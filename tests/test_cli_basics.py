@@ -13,7 +13,7 @@ from hamcli.cli.app import app
 
 runner = CliRunner()
 
-COMMANDS = ["download", "prepare", "info"]
+COMMANDS = ["download", "prepare", "info", "models", "train", "evaluate", "predict", "gradcam"]
 
 
 def _modules_after(args: list[str]) -> set[str]:

@@ -44,15 +44,20 @@ def save(path: Path, **fields: Any) -> None:
         torch.save(payload, tmp)
 
 
-def load(path: Path) -> dict:
+def read_torch_file(path: Path, what: str = "checkpoint") -> object:
+    """`torch.load(weights_only=True)` on CPU, with errors that name the file."""
     import torch
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelError(f"{path}: checkpoint not found") from None
+        raise ModelError(f"{path}: {what} not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ModelError(f"{path}: not a readable hamcli checkpoint ({exc}); train again or pick another run") from None
+        raise ModelError(f"{path}: not a readable {what} ({exc}); is the file complete?") from None
+
+
+def load(path: Path) -> dict:
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "arch" not in ckpt:
         raise ModelError(f"{path}: not a hamcli checkpoint (no format_version/arch); "
                          "use `--weights` in `hamcli train` to start from a plain state dict")

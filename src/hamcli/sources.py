@@ -54,6 +54,16 @@ class Source:
         return self.variants[variant]
 
 
+DERMAMNIST_SIZES: dict[str, tuple[RemoteFile, ...]] = {
+    size: (RemoteFile(name, ZENODO.format(name=name), md5=md5, note=f"{size}x{size}"),)
+    for size, name, md5 in (
+        ("28", "dermamnist.npz", "0744692d530f8e62ec473284d019b0c7"),
+        ("64", "dermamnist_64.npz", "b70a2f5635c6199aeaa28c31d7202e1f"),
+        ("128", "dermamnist_128.npz", "2defd784463fa5243564e855ed717de1"),
+        ("224", "dermamnist_224.npz", "8974907d8e169bef5f5b96bc506ae45d"),
+    )
+}
+
 SOURCES: dict[str, Source] = {
     "ham10000": Source(
         name="ham10000",
@@ -88,18 +98,8 @@ SOURCES: dict[str, Source] = {
         homepage="https://doi.org/10.5281/zenodo.10519652",
         licence=DERMA_LICENCE,
         images=10015,
-        files=(RemoteFile("dermamnist.npz", ZENODO.format(name="dermamnist.npz"),
-                          md5="0744692d530f8e62ec473284d019b0c7", note="28x28"),),
-        variants={
-            "28": (RemoteFile("dermamnist.npz", ZENODO.format(name="dermamnist.npz"),
-                              md5="0744692d530f8e62ec473284d019b0c7", note="28x28"),),
-            "64": (RemoteFile("dermamnist_64.npz", ZENODO.format(name="dermamnist_64.npz"),
-                              md5="b70a2f5635c6199aeaa28c31d7202e1f", note="64x64"),),
-            "128": (RemoteFile("dermamnist_128.npz", ZENODO.format(name="dermamnist_128.npz"),
-                               md5="2defd784463fa5243564e855ed717de1", note="128x128"),),
-            "224": (RemoteFile("dermamnist_224.npz", ZENODO.format(name="dermamnist_224.npz"),
-                               md5="8974907d8e169bef5f5b96bc506ae45d", note="224x224"),),
-        },
+        files=DERMAMNIST_SIZES["28"],
+        variants=DERMAMNIST_SIZES,
     ),
 }
 

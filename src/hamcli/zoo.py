@@ -152,14 +152,9 @@ def build_model(name: str, num_classes: int = 7, pretrained: bool = False,
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a state dict (or a hamcli checkpoint) into `model`, skipping a head of another shape."""
-    import torch
+    from hamcli.checkpoint import read_torch_file
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: weights file not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelError(f"{path}: not a loadable state dict ({exc})") from None
+    state = read_torch_file(path, what="weights file")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     own = model.state_dict()

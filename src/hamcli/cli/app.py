@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from hamcli import __version__
-from hamcli.cli import data, evaluate, explain, modelling, render
+from hamcli.cli import data, evaluate, explain, modelling, predict, render
 from hamcli.errors import HamcliError
 
 
@@ -56,6 +56,7 @@ def root(
 data.register(app)
 modelling.register(app)
 evaluate.register(app)
+predict.register(app)
 explain.register(app)
 
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from hamcli.cli import render
+from hamcli.cli.inputs import expand
 
 
 def gradcam(
@@ -28,7 +29,6 @@ def gradcam(
 ) -> None:
     """Write Grad-CAM heat maps over the original images: what the model looked at."""
     from hamcli import explain
-    from hamcli.cli.evaluate import _expand
     from hamcli.errors import UsageError
     from hamcli.images import ImageReadError
     from hamcli.predict import Predictor
@@ -42,7 +42,7 @@ def gradcam(
             render.out.print(f"{name}\t{'x'.join(map(str, shape))}{'   (default)' if name == default else ''}",
                              highlight=False)
         return
-    items = _expand(images or [])
+    items = expand(images or [])
     if not items:
         raise UsageError("give at least one image (or --list-layers)")
     if output is None:

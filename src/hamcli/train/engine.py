@@ -143,6 +143,9 @@ class Trainer:
         if cfg.freeze_backbone:
             _set_backbone_trainable(self.model, self.spec.head, False)
         self.opt = _optimizer(cfg, self.model.parameters())
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op).
+        self.scaler = torch.amp.GradScaler("cuda" if self.prec.device == "cuda" else "cpu",
+                                           enabled=self.prec.dtype == "fp16")
         self.sched = _scheduler(cfg, self.opt, self.steps)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.state = _State(history=[])
@@ -162,6 +165,7 @@ class Trainer:
         if filename == "last.pt":
             extra = {"optimizer": self.opt.state_dict(),
                      "scheduler": self.sched.state_dict() if self.sched else None,
+                     "scaler": self.scaler.state_dict(),
                      "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                      "state": {k: v for k, v in asdict(self.state).items() if k != "history"},
                      "interrupted": interrupted}
@@ -174,6 +178,8 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         if self.sched is not None and ckpt.get("scheduler"):
             self.sched.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.gen.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         self.state = _State(**ckpt["state"], history=list(ckpt["history"]))
@@ -197,8 +203,9 @@ class Trainer:
                 out = self.model(x)
             loss = self.loss_fn(out.float(), y)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
             if self.sched is not None and cfg.schedule != "plateau":
                 self.sched.step()
             losses.append(loss.item() * len(idx))
