@@ -154,7 +154,22 @@ def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
     make_dataset_folder(folder, per_class=2)
     out = runner.invoke(app, ["evaluate", "--data", str(folder), "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["metrics"]["images"] == 14
+    report = json.loads(out.stdout)
+    assert report["metrics"]["images"] == 14 and report["metrics"]["per_class"]["mel"]["support"] == 2
+    # The ISIC 2018 layout: one-hot ground truth, no lesion ids (bootstrap falls back to images).
+    isic = tmp_path / "isic"
+    table = make_dataset_folder(isic, per_class=1)
+    (isic / "HAM10000_metadata.csv").unlink()
+    codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    rows = [{"image": r.image_id, **{c: float(c.lower() == r.dx) for c in codes}} for r in table.itertuples()]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(isic / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+    out = runner.invoke(app, ["evaluate", "--data", str(isic), "--json", "--ci", "--bootstrap", "20"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)["metrics"]
+    assert report["images"] == 7 and report["ci_resampled_by"] == "image"
+    assert all(report["per_class"][c]["support"] == 1 for c in CLASS_CODES)
 
 
 def test_evaluate_compares_several_runs(trained_run):

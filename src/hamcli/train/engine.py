@@ -223,7 +223,8 @@ class Trainer:
         out = infer_logits(self.model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
                            batch_size=max(self.cfg.batch_size, 128))
         y = d.labels[torch.from_numpy(d.val_idx)]
-        loss = torch.nn.functional.cross_entropy(out, y).item()
+        # The training criterion (class weights, smoothing), so the two loss curves are comparable.
+        loss = self.loss_fn(out.to(self.prec.device), y.to(self.prec.device)).item()
         val = summary(y.numpy(), out.argmax(1).numpy())
         return {"val_loss": loss, **{f"val_{k}": v for k, v in val.items()}}
 
