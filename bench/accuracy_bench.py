@@ -24,6 +24,7 @@ RECIPES = {
     "lenet": ["--arch", "lenet", "--data", "dev64", "--epochs", "40", "--lr", "0.002", *COMMON],
     "cnn": ["--arch", "cnn", "--data", "dev64", "--epochs", "30", "--lr", "0.002", *COMMON],
     "resnet18": ["--arch", "resnet18", "--data", "dev64", "--epochs", "30", "--lr", "0.001", *COMMON],
+    "resnet18-128": ["--arch", "resnet18", "--data", "dev128", "--epochs", "24", "--lr", "0.001", *COMMON],
     "mobilenet_v3_small": ["--arch", "mobilenet_v3_small", "--data", "dev128", "--epochs", "30", "--lr", "0.002",
                            *COMMON],
 }
@@ -39,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("../shared/ham10000-dev"))
     parser.add_argument("--home", type=Path, default=None, help="HAMCLI_HOME to use (default: a temp dir)")
-    parser.add_argument("--only", nargs="*", default=list(RECIPES))
+    parser.add_argument("--only", nargs="*", default=["lenet", "cnn", "resnet18", "mobilenet_v3_small"])
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="hamcli-acc-"))
     env = {**os.environ, "HAMCLI_HOME": str(home)}

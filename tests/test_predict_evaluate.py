@@ -200,3 +200,22 @@ def test_evaluate_refuses_changed_prepared_dataset(trained_run):
     prepare(name="tiny", config=PrepareConfig(split="50/50", size=32, seed=9))
     with pytest.raises(DataError, match="changed since training"):
         evaluate("tiny-lenet")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "cnn", "mobilenet_v3_small", "densenet121"])
+def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
+    from conftest import predictor_for
+
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so folding really changes the weights
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    predictor = predictor_for(model, size=64, arch=arch)
+    images = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    batched = predictor.probabilities(images)  # 12 images: the folded copy
+    single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(12)])  # the plain model
+    assert np.allclose(batched, single, atol=1e-4)
+    assert predictor._fused is not predictor.model or arch == "densenet121"
