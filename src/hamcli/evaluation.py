@@ -49,17 +49,17 @@ def test_split(predictor: Predictor) -> EvalSet:
 
 def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
     """A metadata CSV (HAM10000 or ISIC one-hot) beside images, decoded with the checkpoint's preprocessing."""
-    from hamcli.importers import _find_metadata, _index_images
+    from hamcli.importers import find_metadata, index_images
     from hamcli.metadata import read_metadata
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; --data needs a folder with images and a metadata CSV")
-    meta_path = _find_metadata(folder)
+    meta_path = find_metadata(folder)
     if meta_path is None:
         raise DataError(f"{folder}: no metadata CSV with image_id and dx columns (or ISIC one-hot ground truth)")
     meta = read_metadata(meta_path)
-    index = _index_images(folder)
+    index = index_images(folder)
     table = meta.table[meta.table["image_id"].isin(index)]
     skipped = [f"{i}: image file missing" for i in meta.table["image_id"] if i not in index]
     files = [index[i] for i in table["image_id"]]

@@ -38,14 +38,15 @@ def _is_metadata_csv(path: Path) -> bool:
     return ("image_id" in cols and "dx" in cols) or ("image" in cols and "mel" in cols)
 
 
-def _find_metadata(folder: Path) -> Path | None:
-    preferred = sorted(folder.rglob("HAM10000_metadata*.csv"))
-    candidates = preferred or sorted(p for p in folder.rglob("*.csv") if _is_metadata_csv(p))
-    candidates = [p for p in candidates if _is_metadata_csv(p)]
-    return candidates[0] if candidates else None
+def find_metadata(folder: Path) -> Path | None:
+    """The labelled metadata CSV below `folder`: HAM10000_metadata*.csv first, else any CSV with
+    image_id and dx columns or the ISIC one-hot ground truth."""
+    candidates = sorted(folder.rglob("HAM10000_metadata*.csv")) + sorted(folder.rglob("*.csv"))
+    return next((p for p in candidates if _is_metadata_csv(p)), None)
 
 
-def _index_images(folder: Path) -> dict[str, Path]:
+def index_images(folder: Path) -> dict[str, Path]:
+    """image_id (the file's stem) -> path, for every image below `folder`; the first of duplicates wins."""
     index: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
@@ -107,7 +108,7 @@ def _from_dermamnist(npz: Path, out: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def _from_folder(folder: Path, out: Path, meta_path: Path | None) -> tuple[pd.DataFrame, dict]:
-    meta_path = meta_path or _find_metadata(folder)
+    meta_path = meta_path or find_metadata(folder)
     if meta_path is None:
         hmnist = sorted(folder.rglob("hmnist_*_RGB.csv"))
         if hmnist:
@@ -115,7 +116,7 @@ def _from_folder(folder: Path, out: Path, meta_path: Path | None) -> tuple[pd.Da
         raise DataError(f"{folder}: no metadata CSV found (looked for HAM10000_metadata.csv or a CSV with "
                         "image_id and dx columns); add one or pass --metadata FILE")
     meta: Metadata = read_metadata(meta_path)
-    index = _index_images(folder)
+    index = index_images(folder)
     (out / "images").mkdir(parents=True, exist_ok=True)
     problems = dict(meta.problems)
     keep = []
