@@ -22,6 +22,7 @@ COMMON = ["--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine
           "--monitor", "balanced_accuracy", "--batch-size", "64"]
 RECIPES = {
     "lenet": ["--arch", "lenet", "--data", "dev64", "--epochs", "40", "--lr", "0.002", *COMMON],
+    "lenet-100": ["--arch", "lenet", "--data", "dev64", "--epochs", "100", "--lr", "0.002", *COMMON],
     "cnn": ["--arch", "cnn", "--data", "dev64", "--epochs", "30", "--lr", "0.002", *COMMON],
     "resnet18": ["--arch", "resnet18", "--data", "dev64", "--epochs", "30", "--lr", "0.001", *COMMON],
     "resnet18-128": ["--arch", "resnet18", "--data", "dev128", "--epochs", "24", "--lr", "0.001", *COMMON],
