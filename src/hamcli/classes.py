@@ -14,11 +14,6 @@ CLASS_NAMES: dict[str, str] = {
     "vasc": "Vascular lesion",
 }
 
-# Full-dataset image counts, from the dataset paper (Tschandl et al. 2018).
-FULL_DATASET_COUNTS: dict[str, int] = {
-    "akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142,
-}
-
 # Kaggle's hmnist_*.csv label column: 0 akiec, 1 bcc, 2 bkl, 3 df, 4 nv, 5 vasc, 6 mel.
 HMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "nv", "vasc", "mel")
 

@@ -7,8 +7,6 @@ import torch
 from hamcli.train.augment import to_float
 from hamcli.train.precision import Precision
 
-TTA_VIEWS = 8  # 4 rotations x with/without a horizontal flip
-
 
 def _views(x: torch.Tensor) -> list[torch.Tensor]:
     out = []

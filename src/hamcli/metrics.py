@@ -25,12 +25,6 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
-    """Always predicting the most common training class (for HAM10000: nv)."""
-    majority = int(np.bincount(y_train, minlength=len(LABELS)).argmax())
-    return {"class": CLASS_CODES[majority], **summary(y_test, np.full_like(y_test, majority))}
-
-
 def encode(codes) -> np.ndarray:  # noqa: ANN001 - any iterable of class codes
     return np.array([CLASS_INDEX[c] for c in codes], dtype=np.int64)
 
