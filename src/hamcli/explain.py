@@ -37,12 +37,14 @@ class Explanation:
     layer: str
 
 
-def _target_index(target: str, probs: np.ndarray) -> int:
+def _target(target: str):  # noqa: ANN202 - a class index tensor or a callable on the logits
+    import torch
+
     if target == "pred":
-        return int(probs.argmax())
+        return lambda logits: logits.argmax(1)
     if target not in CLASS_INDEX:
         raise UsageError(f"--class {target!r}: choose pred or one of {', '.join(CLASS_CODES)}")
-    return CLASS_INDEX[target]
+    return torch.tensor([CLASS_INDEX[target]])
 
 
 def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = "pred", method: str = "gradcam",
@@ -56,16 +58,18 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     from hamcli.zoo import get_spec
 
     cam_cls = get_method(method)
+    chosen = _target(target)
     layer = layer or get_spec(predictor.card.arch).cam_layer
+    cam = cam_cls(predictor.model, layer)
     original = open_rgb(item)
     size = predictor.input_size
     x = to_float(torch.from_numpy(load_square(item, size))[None], predictor.mean, predictor.std)
     x = x.to(predictor.prec.device)
-    cam = cam_cls(predictor.model, layer)
-    with torch.inference_mode():
-        probs = predictor.model(x).float().softmax(1)[0].cpu().numpy()
-    index = _target_index(target, probs)
-    maps, _ = cam(x, torch.tensor([index], device=x.device))
+    if isinstance(chosen, torch.Tensor):
+        chosen = chosen.to(x.device)
+    maps, probs_t = cam(x, chosen)  # one forward pass: prediction and explanation together
+    probs = probs_t[0].float().cpu().numpy()
+    index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
     w, h = original.size
     side = min(w, h)
     square = F.interpolate(maps[None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -57,15 +57,21 @@ class BaseCAM:
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Maps (N, h, w) normalised to [0, 1], and the model's probabilities (N, classes)."""
+    def __call__(self, x: torch.Tensor, target: torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps (N, h, w) normalised to [0, 1], and the model's probabilities (N, classes).
+
+        `target` is the class index per image, or a callable choosing it from the logits
+        (e.g. `lambda logits: logits.argmax(1)` to explain the prediction) in the same forward pass.
+        """
         was_training = self.model.training
         self.model.eval()
         try:
             x = x.detach().clone().requires_grad_(True)  # a graph even when every parameter is frozen
             with torch.enable_grad(), capture_layer(self.layer) as store:
                 logits = self.model(x)
-                score = logits.gather(1, target.view(-1, 1)).sum()
+                index = target(logits.detach()) if callable(target) else target
+                score = logits.gather(1, index.view(-1, 1)).sum()
                 gradients = torch.autograd.grad(score, store["activations"])[0]
             activations = store["activations"].detach()
             cams = torch.relu(self.combine(activations, gradients.detach()))
