@@ -8,7 +8,10 @@ scale when S allows it, which is most of the speed of `hamcli prepare`.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +91,24 @@ def square(img: Image.Image, size: int) -> np.ndarray:
 def load_square(source: str | Path | Image.Image, size: int) -> np.ndarray:
     """The one preprocessing step shared by prepare, train, evaluate, predict and gradcam."""
     return square(open_rgb(source, draft_size=size), size)
+
+
+def decode_all(items: Sequence[str | Path | Image.Image], size: int, out: np.ndarray, workers: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
+    """`load_square` every item into `out[i]`; return {index: reason} for the unusable ones.
+
+    Threads, not processes: Pillow releases the GIL while decoding and resizing.
+    """
+    failures: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        try:
+            out[i] = load_square(items[i], size)
+        except ImageReadError as exc:
+            failures[i] = str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for done, _ in enumerate(pool.map(work, range(len(items))), 1):
+            if progress and (done % 64 == 0 or done == len(items)):
+                progress(done, len(items))
+    return failures

@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +17,7 @@ import numpy as np
 
 from hamcli import checkpoint
 from hamcli.classes import CLASS_NAMES
-from hamcli.images import ImageReadError, load_square
+from hamcli.images import ImageReadError, decode_all
 from hamcli.runs import resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -95,19 +93,10 @@ class Predictor:
     def decode(self, items: Sequence[ImageInput], workers: int = 0) -> tuple[np.ndarray, list[int], list[Failure]]:
         """Decode with the checkpoint's preprocessing; returns (array, indices decoded, failures)."""
         size = self.input_size
-        workers = workers or os.cpu_count() or 1
-
-        def one(item: ImageInput) -> np.ndarray | Failure:
-            try:
-                return load_square(item, size)
-            except ImageReadError as exc:
-                return Failure(str(item), str(exc))
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, items))
-        ok = [i for i, r in enumerate(results) if not isinstance(r, Failure)]
-        arr = np.stack([results[i] for i in ok]) if ok else np.empty((0, size, size, 3), np.uint8)
-        return arr, ok, [r for r in results if isinstance(r, Failure)]
+        out = np.empty((len(items), size, size, 3), dtype=np.uint8)
+        failed = decode_all(items, size, out, workers)
+        ok = [i for i in range(len(items)) if i not in failed]
+        return out[ok], ok, [Failure(str(items[i]), reason) for i, reason in sorted(failed.items())]
 
     def _batch_model(self) -> torch.nn.Module:
         """For many images: a copy with batch norm folded into the convolutions (same outputs, fewer passes).

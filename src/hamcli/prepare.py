@@ -8,11 +8,9 @@ training memory-maps, so no JPEG is decoded twice.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from hamcli import __version__, fsio, paths
 from hamcli.classes import CLASS_CODES
 from hamcli.datasets import Dataset, open_dataset
 from hamcli.errors import DataError, UsageError
-from hamcli.images import IMAGE_SUFFIXES, ImageReadError, load_square
+from hamcli.images import IMAGE_SUFFIXES, decode_all
 from hamcli.prepared import PreparedDataset
 from hamcli.splits import SplitSpec, assign_folds, assign_split, leaked_lesions, stratified_limit
 
@@ -44,28 +42,6 @@ class PrepareConfig:
 
 def _image_files(ds: Dataset) -> dict[str, Path]:
     return {p.stem: p for p in ds.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-
-
-def decode_all(files: list[Path], size: int, out: np.ndarray, workers: int = 0,
-               progress: Progress | None = None) -> dict[int, str]:
-    """Decode `files` into `out[i]` (S x S uint8); return {index: reason} for the unusable ones.
-
-    Threads, not processes: Pillow releases the GIL while decoding and resizing.
-    """
-    failures: dict[int, str] = {}
-
-    def work(i: int) -> None:
-        try:
-            out[i] = load_square(files[i], size)
-        except ImageReadError as exc:
-            failures[i] = str(exc)
-
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, _ in enumerate(pool.map(work, range(len(files))), 1):
-            if progress and (done % 64 == 0 or done == len(files)):
-                progress(done, len(files))
-    return failures
 
 
 def prepare(source: str | None = None, name: str | None = None, config: PrepareConfig | None = None,
