@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -208,11 +207,12 @@ class Trainer:
             self.scaler.update()
             if self.sched is not None and cfg.schedule != "plateau":
                 self.sched.step()
-            losses.append(loss.item() * len(idx))
+            loss_value = loss.item()  # one host sync per step, not two
+            losses.append(loss_value * len(idx))
             preds.append(out.detach().argmax(1).cpu())
             trues.append(y.cpu())
             seen += len(idx)
-            self.events.batch(step + 1, loss.item(), seen / (time.perf_counter() - start))
+            self.events.batch(step + 1, loss_value, seen / (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
         train = summary(torch.cat(trues).numpy(), torch.cat(preds).numpy())
         return {"train_loss": sum(losses) / seen, **{f"train_{k}": v for k, v in train.items()},
@@ -313,5 +313,5 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
              for key in keys}
     fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
                                              "data": prepared.name, "val": stats})
-    (family / "config.json").write_text(json.dumps({**asdict(cfg), "all_folds": k}, indent=2))
+    fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
     return family
