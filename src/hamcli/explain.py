@@ -61,8 +61,10 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     chosen = _target(target)
     layer = layer or get_spec(predictor.card.arch).cam_layer
     cam = cam_cls(predictor.model, layer)
-    original = open_rgb(item)
+    original = open_rgb(item)  # full resolution, for the overlay
     size = predictor.input_size
+    # The model input is decoded again through load_square (JPEG draft mode), exactly as predict does,
+    # so the explained probabilities are the ones predict reports.
     x = to_float(torch.from_numpy(load_square(item, size))[None], predictor.mean, predictor.std)
     x = x.to(predictor.prec.device)
     if isinstance(chosen, torch.Tensor):
