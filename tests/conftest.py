@@ -34,11 +34,11 @@ def class_image(code_index: int, seed: int, size: tuple[int, int] = (40, 30)) ->
 
 
 def make_dataset_folder(root: Path, per_class: int = 4, images_per_lesion: int = 2,
-                        size: tuple[int, int] = (40, 30)) -> pd.DataFrame:
+                        size: tuple[int, int] = (40, 30), first_id: int = 0) -> pd.DataFrame:
     """A HAM10000-style folder: images/<image_id>.jpg and HAM10000_metadata.csv."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    n = 0
+    n = first_id
     for ci, code in enumerate(CODES):
         for j in range(per_class):
             lesion = f"HAM_{ci:02d}{j // images_per_lesion:04d}"

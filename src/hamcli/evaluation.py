@@ -13,7 +13,7 @@ from hamcli.classes import CLASS_CODES
 from hamcli.errors import DataError, NotFoundError
 from hamcli.predict import Predictor
 from hamcli.prepared import PreparedDataset
-from hamcli.runs import family_members, is_family, resolve_run
+from hamcli.runs import family_members, is_family, resolve_model
 
 
 @dataclass
@@ -24,11 +24,15 @@ class EvalSet:
     y_true: np.ndarray
     images: np.ndarray  # (N, S, S, 3) uint8, preprocessed as the checkpoint records
     skipped: list[str] = field(default_factory=list)
+    left_out: int = 0  # images the model was trained or validated on
 
 
 def test_split(predictor: Predictor) -> EvalSet:
     """The test split of the prepared dataset the run was trained on, checked by fingerprint."""
     card = predictor.card
+    if "bundle" in predictor.ckpt_meta:
+        raise NotFoundError(f"{card.path}: the bundled model's test split does not ship with hamcli; score a "
+                            "labelled folder with --data DIR (images it was trained on are left out)")
     try:
         prepared = PreparedDataset.open(card.data_name)
     except NotFoundError:
@@ -62,6 +66,11 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
     index = index_images(folder)
     table = meta.table[meta.table["image_id"].isin(index)]
     skipped = [f"{i}: image file missing" for i in meta.table["image_id"] if i not in index]
+    # Scoring a model on images it learnt from (or was selected on) flatters it: leave them out.
+    seen = table["image_id"].isin(predictor.ckpt_meta.get("data", {}).get("seen_image_ids", ()))
+    table = table[~seen]
+    if table.empty:
+        raise DataError(f"{folder}: no image left to score; the model was trained or validated on all of them")
     files = [index[i] for i in table["image_id"]]
     arr, ok, failures = predictor.decode(files)
     skipped += [f.reason for f in failures]
@@ -70,7 +79,7 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
         raise DataError(f"{folder}: none of the images listed in {meta_path.name} could be read")
     known_lesions = "no_lesion_ids" not in meta.problems
     return EvalSet(str(folder), table["image_id"].tolist(), table["lesion_id"].tolist() if known_lesions else None,
-                   metrics.encode(table["dx"]), arr, skipped)
+                   metrics.encode(table["dx"]), arr, skipped, int(seen.sum()))
 
 
 def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = False, tta: bool = False,
@@ -92,12 +101,13 @@ def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = Fa
         predictions[f"p_{code}"] = probs[:, i].round(6)
     return {"run": predictor.card.path.parent.name, "checkpoint": str(predictor.card.path),
             "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "skipped": evalset.skipped,
+            "left_out_seen": evalset.left_out,
             "metrics": report, "predictions": predictions, "probs": probs, "y_true": evalset.y_true}
 
 
 def evaluate(ref: str | Path | None = None, **kwargs) -> dict:
     """One run, or a K-fold family (each member scored, then mean and standard deviation)."""
-    run_path = Path(ref) if ref is not None and Path(ref).is_file() else resolve_run(ref)
+    run_path = resolve_model(ref)
     if run_path.is_dir() and is_family(run_path):
         members = [evaluate_checkpoint(m, **kwargs) for m in family_members(run_path)]
         keys = [k for k, v in members[0]["metrics"].items() if isinstance(v, float)]

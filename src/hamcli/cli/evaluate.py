@@ -57,6 +57,8 @@ def _render_one(result: dict) -> None:
     for code, row in zip(CLASS_CODES, m["confusion_matrix"], strict=True):
         cm.add_row(code, *(str(v) for v in row))
     render.out.print(cm)
+    if result["left_out_seen"]:
+        render.warn(f"{result['left_out_seen']} image(s) left out: the model was trained or validated on them")
     if result["skipped"]:
         render.warn(f"{len(result['skipped'])} image(s) skipped: " + "; ".join(result["skipped"][:5]))
 
@@ -95,7 +97,7 @@ def _plain(result: dict) -> dict:
 
 def evaluate(
     runs: Optional[list[str]] = typer.Argument(None, help="Run names, run folders or checkpoint files "
-                                               "(default: the latest run)."),
+                                               "(default: the latest run, else the bundled model)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Score a labelled folder (metadata CSV + images) "
                                         "instead of the run's test split."),
     ci: bool = typer.Option(False, "--ci", help="Bootstrap 95% intervals, resampled by lesion."),

@@ -15,7 +15,7 @@ from hamcli.errors import HamcliError, UsageError
 from hamcli.inference import logits as infer_logits
 from hamcli.metrics import summary
 from hamcli.prepared import PreparedDataset
-from hamcli.runs import new_run_name
+from hamcli.runs import check_run_name, new_run_name
 from hamcli.train import augment as aug
 from hamcli.train.data import TrainData, class_weights, epoch_order, select
 from hamcli.train.precision import Precision, choose
@@ -69,6 +69,8 @@ class TrainConfig:
             raise UsageError("--epochs, --batch-size and --lr must be positive")
         if not 0 <= self.label_smoothing < 1:
             raise UsageError("--label-smoothing must be in [0, 1)")
+        if self.name:
+            check_run_name(self.name)
 
 
 class TrainEvents:
@@ -133,6 +135,9 @@ class Trainer:
         self.mean = torch.tensor(self.spec.mean)
         self.std = torch.tensor(self.spec.std)
         self.train_labels = self.data.labels[self.data.train_idx]
+        # Images the model learnt from or was selected on: `evaluate --data` leaves them out.
+        ids = self.prepared.manifest["image_id"].to_numpy()
+        self.seen_ids = sorted(ids[np.concatenate([self.data.train_idx, self.data.val_idx])].tolist())
         weight = class_weights(self.train_labels, cfg.class_weight)
         self.loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weight is None else weight.to(self.prec.device), label_smoothing=cfg.label_smoothing)
@@ -156,7 +161,8 @@ class Trainer:
                 "std": list(self.spec.std), "config": asdict(self.cfg),
                 "data": {"name": self.prepared.name, "fingerprint": self.prepared.fingerprint,
                          "val_source": self.data.val_source,
-                         "train_counts": torch.bincount(self.train_labels, minlength=7).tolist()},
+                         "train_counts": torch.bincount(self.train_labels, minlength=7).tolist(),
+                         "seen_image_ids": self.seen_ids},
                 "precision": {"device": self.prec.device, "dtype": self.prec.dtype}}
 
     def _save(self, filename: str, interrupted: bool = False) -> None:
