@@ -19,3 +19,5 @@ hamcli predict "$HAMCLI_HOME/data/datasets/samples/images" --model demo-lenet --
 echo "== 6. Grad-CAM panels for every bundled sample" >&2
 hamcli gradcam "$HAMCLI_HOME/data/datasets/samples/images" --model demo-lenet --panel -o "$HAMCLI_HOME/gradcam"
 echo "Grad-CAM panels written to $HAMCLI_HOME/gradcam" >&2
+echo "== 7. the model bundled with hamcli (LeNet trained on 5,174 HAM10000 images, 12 of these samples among them)" >&2
+hamcli predict "$HAMCLI_HOME/data/datasets/samples/images" --model bundled --top-k 2

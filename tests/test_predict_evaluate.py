@@ -114,11 +114,41 @@ def test_label_order_is_preserved_end_to_end(tmp_path, images, code):
     assert json.loads(out.stdout)[0]["code"] == code
 
 
-def test_no_run_yet_is_a_clear_error(images):
-    out = runner.invoke(app, ["predict", str(images / "img0.jpg")])
-    assert out.exit_code == 1 and "hamcli train" in out.output
+def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
+    from hamcli.runs import BUNDLED_FILE
+    from hamcli.train.engine import TrainConfig, train
+
+    bundled = hamcli.load_model()
+    assert bundled.card.path == BUNDLED_FILE and bundled.card.arch == "lenet"
+    assert bundled.classes == CLASS_CODES
+    assert "bundle" in bundled.ckpt_meta and len(bundled.ckpt_meta["data"]["seen_image_ids"]) > 1000
+    out = runner.invoke(app, ["predict", str(images), "-f", "json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert len(rows) == 5 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
+    # Once a run exists it is the default; the bundled model is still there by name.
+    train(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="first"))
+    assert hamcli.load_model().card.path.parent.name == "first"
+    assert hamcli.load_model("bundled").card.path == BUNDLED_FILE
     with pytest.raises(NotFoundError):
         hamcli.load_model("nope")
+
+
+def test_bundled_model_has_no_test_split_to_score_and_its_name_is_reserved(prepared_tiny):
+    out = runner.invoke(app, ["evaluate", "bundled"])
+    assert out.exit_code == 1 and "--data DIR" in out.output
+    out = runner.invoke(app, ["train", "--arch", "lenet", "--data", "tiny", "--name", "bundled"])
+    assert out.exit_code == 2 and "reserved" in out.output
+
+
+def test_evaluate_data_leaves_out_images_the_model_learnt_from(trained_run, prepared_tiny, tmp_path):
+    # prepared_tiny was imported from tmp_path / "tiny": its train and val images are in the checkpoint.
+    split = prepared_tiny.manifest["split"]
+    out = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "tiny"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["left_out_seen"] == int((split != "test").sum())
+    assert report["metrics"]["images"] == int((split == "test").sum())
 
 
 def test_evaluate_latest_run_on_its_test_split(trained_run, prepared_tiny, tmp_path):
@@ -151,14 +181,14 @@ def test_evaluate_table_and_tta(trained_run):
 
 def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
     folder = tmp_path / "clinic"
-    make_dataset_folder(folder, per_class=2)
+    make_dataset_folder(folder, per_class=2, first_id=1000)
     out = runner.invoke(app, ["evaluate", "--data", str(folder), "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
     assert report["metrics"]["images"] == 14 and report["metrics"]["per_class"]["mel"]["support"] == 2
     # The ISIC 2018 layout: one-hot ground truth, no lesion ids (bootstrap falls back to images).
     isic = tmp_path / "isic"
-    table = make_dataset_folder(isic, per_class=1)
+    table = make_dataset_folder(isic, per_class=1, first_id=2000)
     (isic / "HAM10000_metadata.csv").unlink()
     codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
     rows = [{"image": r.image_id, **{c: float(c.lower() == r.dx) for c in codes}} for r in table.itertuples()]

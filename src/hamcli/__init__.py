@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 def load_model(run_or_path: str | None = None, device: str = "auto") -> Predictor:
-    """Load a trained model (a run name, run directory or checkpoint file; default the latest run)."""
+    """Load a model: a run name, run directory, checkpoint file, or "bundled" for the model shipped with
+    hamcli. Default: the latest run, else the bundled model."""
     from hamcli.predict import Predictor
 
     return Predictor.load(run_or_path, device=device)

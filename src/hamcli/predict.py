@@ -1,7 +1,7 @@
 """Loading a trained model for inference, and predicting images in batches.
 
     >>> import hamcli
-    >>> model = hamcli.load_model()            # the latest run, or a run name / folder / .pt file
+    >>> model = hamcli.load_model()            # the latest run (else the bundled model); or a run, .pt or "bundled"
     >>> model.predict("lesion.jpg").code
     'nv'
 """

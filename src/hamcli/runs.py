@@ -1,4 +1,7 @@
-"""Run directories: naming, finding the latest, resolving what the user pointed at."""
+"""Run directories: naming, finding the latest, resolving what the user pointed at.
+
+Where no run exists, the model bundled with hamcli stands in (`bundled` names it explicitly).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,15 @@ import time
 from pathlib import Path
 
 from hamcli import paths
-from hamcli.errors import NotFoundError
+from hamcli.errors import NotFoundError, UsageError
+
+BUNDLED = "bundled"
+BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-lenet64.pt"
+
+
+def check_run_name(name: str) -> None:
+    if name == BUNDLED:
+        raise UsageError(f"--name {BUNDLED!r} is reserved for the model bundled with hamcli; choose another name")
 
 
 def new_run_name(arch: str) -> str:
@@ -56,11 +67,23 @@ def resolve_run(ref: str | Path | None) -> Path:
     raise NotFoundError(f"no run {str(ref)!r} (not a folder, nor a run in {paths.runs_dir()}; present: {names})")
 
 
-def resolve_checkpoint(ref: str | Path | None) -> Path:
-    """A checkpoint file: a .pt path as given, or a run's best.pt (else last.pt)."""
+def resolve_model(ref: str | Path | None) -> Path:
+    """What a model argument names: a checkpoint file, a run folder (or fold family), or the bundled model.
+
+    None means the latest run, or the bundled model when there is no run yet.
+    """
     if ref is not None and Path(ref).is_file():
         return Path(ref)
-    run = resolve_run(ref)
+    if ref == BUNDLED or (ref is None and not list_runs()):
+        return BUNDLED_FILE
+    return resolve_run(ref)
+
+
+def resolve_checkpoint(ref: str | Path | None) -> Path:
+    """A checkpoint file: a .pt path as given, a run's best.pt (else last.pt), or the bundled model."""
+    run = resolve_model(ref)
+    if run.is_file():
+        return run
     if is_family(run):
         raise NotFoundError(f"{run} is a K-fold family; pick one member, e.g. {family_members(run)[0]}")
     for name in ("best.pt", "last.pt"):

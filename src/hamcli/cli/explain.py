@@ -16,7 +16,7 @@ def gradcam(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG file for one image; a folder for "
                                           "several (one PNG per input, named after it)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name, run folder or checkpoint "
-                                        "(default: the latest run)."),
+                                        "(default: the latest run, else the bundled model)."),
     target: str = typer.Option("pred", "--class", "-c", help="Class to explain: pred or a code (mel, nv, ...)."),
     method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or layercam."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain (default: the zoo's choice)."),
@@ -34,6 +34,7 @@ def gradcam(
     from hamcli.predict import Predictor
 
     predictor = Predictor.load(model, device=device)
+    render.model_source(predictor, model)
     if list_layers:
         from hamcli.zoo import get_spec
 

@@ -15,14 +15,15 @@ from hamcli.cli.inputs import expand
 def predict(
     images: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name, run folder or checkpoint "
-                                        "(default: the latest run)."),
+                                        "(default: the latest run, else the bundled model)."),
     top_k: int = typer.Option(3, "--top-k", "-k"),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, jsonl or csv."),
     batch_size: int = typer.Option(64, "--batch-size"),
     tta: bool = typer.Option(False, "--tta", help="Average over flips and 90-degree rotations."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Classify images with a trained model; rows keep the input order."""
+    """Classify images with a trained model (before the first run, the LeNet bundled with hamcli: balanced
+    accuracy 0.61 on held-out HAM10000 lesions, research use only); rows keep the input order."""
     import csv
     import json
 
@@ -35,6 +36,7 @@ def predict(
     if not items:
         raise UsageError("no images given (stdin was empty)")
     predictor = Predictor.load(model, device=device)
+    render.model_source(predictor, model)
     top_k = max(1, min(top_k, len(predictor.classes)))
     writer = csv.writer(sys.stdout) if fmt == "csv" else None
     if writer:

@@ -35,6 +35,14 @@ def info(message: str) -> None:
     err.print(message, highlight=False)
 
 
+def model_source(predictor: Any, ref: str | None) -> None:
+    """Say so when the bundled model stands in because no run was named and none exists."""
+    from hamcli.runs import BUNDLED_FILE
+
+    if ref is None and predictor.card.path == BUNDLED_FILE:
+        info("no trained run yet: using the bundled model (LeNet, 64 px; see `hamcli predict --help`)")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
