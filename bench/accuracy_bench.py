@@ -25,6 +25,7 @@ RECIPES = {
     "lenet-100": ["--arch", "lenet", "--data", "dev64", "--epochs", "100", "--lr", "0.002", *COMMON],
     "cnn": ["--arch", "cnn", "--data", "dev64", "--epochs", "30", "--lr", "0.002", *COMMON],
     "resnet18": ["--arch", "resnet18", "--data", "dev64", "--epochs", "30", "--lr", "0.001", *COMMON],
+    "resnet18-96": ["--arch", "resnet18", "--data", "dev96", "--epochs", "50", "--lr", "0.001", *COMMON],
     "resnet18-128": ["--arch", "resnet18", "--data", "dev128", "--epochs", "24", "--lr", "0.001", *COMMON],
     "mobilenet_v3_small": ["--arch", "mobilenet_v3_small", "--data", "dev128", "--epochs", "30", "--lr", "0.002",
                            *COMMON],
@@ -45,10 +46,11 @@ def main() -> None:
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="hamcli-acc-"))
     env = {**os.environ, "HAMCLI_HOME": str(home)}
-    if not (home / "data" / "prepared" / "dev64").exists():
+    if not (home / "data" / "datasets" / "ham10000").exists():
         hamcli(["download", "--from", str(args.data / "images"), "--metadata",
                 str(args.data / "HAM10000_metadata.csv"), "--json"], env)
-        for size in (64, 128):
+    for size in (64, 96, 128):  # the same seed gives the same lesion-grouped split at every size
+        if not (home / "data" / "prepared" / f"dev{size}").exists():
             hamcli(["prepare", "--split", "85/15", "--size", str(size), "--name", f"dev{size}", "-q"], env)
     print(json.dumps({"home": str(home)}), flush=True)
     for name in args.only:
