@@ -142,9 +142,16 @@ def test_pretrained_weights_load_from_torch_cache_offline(prepared_tiny):
     model = zoo.build_model("mobilenet_v3_small", pretrained=True)
     key = "features.0.0.weight"
     assert torch.equal(model.state_dict()[key], reference.state_dict()[key])
+    class Events(TrainEvents):
+        def start(self, info: dict) -> None:
+            self.advice = info["advice"]
+
+    events = Events()
     run = engine.train(TrainConfig(arch="mobilenet_v3_small", pretrained=True, freeze_backbone=True,
-                                   unfreeze_after=2, max_batches=1, **{**FAST, "epochs": 2}))
+                                   unfreeze_after=2, max_batches=1, **{**FAST, "epochs": 2}), events)
     assert (run / "best.pt").exists()
+    # ImageNet weights on 32 px images: the user is told to prepare larger ones.
+    assert len(events.advice) == 1 and "--size 224" in events.advice[0]
 
 
 def test_pretrained_offline_without_file_names_file_and_fixes(monkeypatch):

@@ -46,6 +46,8 @@ class _Progress:
         self.task = None
 
     def start(self, info: dict) -> None:
+        for line in info["advice"]:
+            render.warn(line)
         if not self.quiet:
             render.info(f"run {info['run']}\n  {info['arch']} on {info['data']} at {info['size']}px: "
                         f"{info['train']} train / {info['val']} val images ({info['val_source']})\n"

@@ -234,6 +234,13 @@ class Trainer:
         val = summary(y.numpy(), out.argmax(1).numpy())
         return {"val_loss": loss, **{f"val_{k}": v for k, v in val.items()}}
 
+    def _advice(self) -> list[str]:
+        spec = self.spec
+        if self.cfg.pretrained and self.size < spec.default_size // 2:
+            return [f"{spec.name}'s ImageNet weights were learnt at {spec.default_size} px and lose much of their "
+                    f"benefit at {self.size} px; prepare with --size {spec.default_size} (or at least 128)"]
+        return []
+
     def run(self) -> Path:
         cfg, st = self.cfg, self.state
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +250,7 @@ class Trainer:
                            "size": self.size, "train": len(self.data.train_idx), "val": len(self.data.val_idx),
                            "val_source": self.data.val_source, "device": self.prec.device,
                            "precision": self.prec.dtype, "channels_last": self.prec.channels_last,
-                           "why": self.prec.reason, "start_epoch": st.epoch + 1})
+                           "why": self.prec.reason, "start_epoch": st.epoch + 1, "advice": self._advice()})
         sign = MONITORS[cfg.monitor]
         try:
             for epoch in range(st.epoch + 1, cfg.epochs + 1):
