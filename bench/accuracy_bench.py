@@ -23,6 +23,7 @@ COMMON = ["--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine
 RECIPES = {
     "lenet": ["--arch", "lenet", "--data", "dev64", "--epochs", "40", "--lr", "0.002", *COMMON],
     "lenet-100": ["--arch", "lenet", "--data", "dev64", "--epochs", "100", "--lr", "0.002", *COMMON],
+    "lenet-96": ["--arch", "lenet", "--data", "dev96", "--epochs", "100", "--lr", "0.002", *COMMON],
     "cnn": ["--arch", "cnn", "--data", "dev64", "--epochs", "30", "--lr", "0.002", *COMMON],
     "resnet18": ["--arch", "resnet18", "--data", "dev64", "--epochs", "30", "--lr", "0.001", *COMMON],
     "resnet18-96": ["--arch", "resnet18", "--data", "dev96", "--epochs", "50", "--lr", "0.001", *COMMON],

@@ -1,6 +1,6 @@
 """Turn a finished run into the model bundled with hamcli (src/hamcli/bundled/).
 
-    HAMCLI_HOME=/tmp/acc python scripts/bundle_model.py acc-lenet-100
+    HAMCLI_HOME=/tmp/acc python scripts/bundle_model.py acc-lenet-96
 
 The bundled checkpoint is the run's best.pt with its provenance added: the training data, the
 licence it inherits, the test-split metrics measured here, and the ids of every image the model

@@ -13,7 +13,7 @@ from hamcli import paths
 from hamcli.errors import NotFoundError, UsageError
 
 BUNDLED = "bundled"
-BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-lenet64.pt"
+BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-lenet96.pt"
 
 
 def check_run_name(name: str) -> None:

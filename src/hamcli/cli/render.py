@@ -40,7 +40,7 @@ def model_source(predictor: Any, ref: str | None) -> None:
     from hamcli.runs import BUNDLED_FILE
 
     if ref is None and predictor.card.path == BUNDLED_FILE:
-        info("no trained run yet: using the bundled model (LeNet, 64 px; see `hamcli predict --help`)")
+        info("no trained run yet: using the bundled model (LeNet, 96 px; see `hamcli predict --help`)")
 
 
 def print_json(data: Any) -> None:
