@@ -37,7 +37,8 @@ def main() -> None:
     if prepared.fingerprint != ckpt["data"]["fingerprint"]:
         raise SystemExit(f"{prepared.root}: changed since the run trained on it")
     m = prepared.manifest
-    seen = sorted(m.loc[m["split"] != "test", "image_id"].tolist())
+    # Runs trained since checkpoints list their images carry the list; older ones: every non-test image.
+    seen = ckpt["data"].get("seen_image_ids") or sorted(m.loc[m["split"] != "test", "image_id"].tolist())
     report = evaluation.evaluate_checkpoint(path)["metrics"]
     test = {k: round(float(report[k]), 4) for k in KEPT} | {"images": int(report["images"])}
 
