@@ -49,14 +49,8 @@ def family_members(path: Path) -> list[Path]:
     return [path / m for m in json.loads((path / "family.json").read_text())["members"]]
 
 
-def resolve_run(ref: str | Path | None) -> Path:
-    """A run folder from a run name, a folder path, or None for the latest run."""
-    if ref is None:
-        runs = list_runs()
-        if not runs:
-            raise NotFoundError(f"no trained run in {paths.runs_dir()}; run `hamcli train` first, "
-                                "or pass --model PATH to a checkpoint")
-        return runs[-1]
+def resolve_run(ref: str | Path) -> Path:
+    """A run folder from a run name or a folder path."""
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
@@ -72,11 +66,12 @@ def resolve_model(ref: str | Path | None) -> Path:
 
     None means the latest run, or the bundled model when there is no run yet.
     """
-    if ref is not None and Path(ref).is_file():
+    if ref is None:
+        runs = list_runs()
+        return runs[-1] if runs else BUNDLED_FILE
+    if Path(ref).is_file():
         return Path(ref)
-    if ref == BUNDLED or (ref is None and not list_runs()):
-        return BUNDLED_FILE
-    return resolve_run(ref)
+    return BUNDLED_FILE if ref == BUNDLED else resolve_run(ref)
 
 
 def resolve_checkpoint(ref: str | Path | None) -> Path:
