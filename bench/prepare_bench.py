@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hamcli.images import decode_all
+from hamcli.data.preprocess import decode_all
 
 
 def naive(files: list[Path], size: int) -> np.ndarray:

@@ -52,7 +52,7 @@ def plain_loop(arch: str, size: int, folder: Path, batch: int, batches: int) -> 
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from hamcli.zoo import build_model
+    from hamcli.models.registry import build_model
 
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size),
                              transforms.RandomHorizontalFlip(), transforms.ToTensor(),
@@ -76,7 +76,7 @@ def plain_loop(arch: str, size: int, folder: Path, batch: int, batches: int) -> 
 
 
 def synthetic(arch: str, size: int, batch: int, batches: int, prec) -> float:  # noqa: ANN001
-    from hamcli.zoo import build_model
+    from hamcli.models.registry import build_model
 
     model = build_model(arch).train().to(memory_format=prec.memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from hamcli import checkpoint, evaluation, fsio
-from hamcli.prepared import PreparedDataset
+import hamcli.evaluate.scoring as evaluation
+import hamcli.fsio as fsio
+import hamcli.models.checkpoint as checkpoint
+from hamcli.data.cache import PreparedDataset
 from hamcli.runs import BUNDLED_FILE, resolve_checkpoint
 
 LICENCE = ("trained on HAM10000 (Tschandl et al., Sci. Data 5, 180161, 2018; doi:10.7910/DVN/DBW86T), "

@@ -124,32 +124,67 @@ def file_server() -> Iterator[FileServer]:
     server.stop()
 
 
+def _build_home(home: Path, source: Path, train_run: bool) -> None:
+    """Import, prepare (and train) the tiny dataset once, in a home of its own."""
+    from hamcli.data.importers import import_dataset
+    from hamcli.data.prepare import PrepareConfig, prepare
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HAMCLI_HOME", str(home))
+        mp.setenv("TORCH_HOME", str(home / "torch"))
+        make_dataset_folder(source, per_class=6, images_per_lesion=1)
+        import_dataset(source)
+        prepare(name="tiny", config=PrepareConfig(split="50/25/25", size="32", folds=2))
+        if train_run:
+            train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32",
+                              name="tiny-lenet"))
+
+
+@pytest.fixture(scope="session")
+def _tiny_homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Built once per session: a home with the tiny dataset prepared, and one with a run trained on it."""
+    homes = {}
+    for kind in ("prepared", "trained"):
+        base = tmp_path_factory.mktemp(f"template-{kind}")
+        _build_home(base / "home", base / "tiny", train_run=kind == "trained")
+        homes[kind] = (base / "home", base / "tiny")
+    return homes
+
+
+def _copy_home(template: tuple[Path, Path], home: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(template[0], home, dirs_exist_ok=True)
+    shutil.copytree(template[1], tmp_path / "tiny", dirs_exist_ok=True)  # the images, as a folder to score
+
+
 @pytest.fixture
-def prepared_tiny(tmp_path):
-    """An imported and prepared synthetic dataset: 42 images, 32 px, train/val/test."""
-    from hamcli.importers import import_dataset
-    from hamcli.prepare import PrepareConfig, prepare
+def prepared_tiny(_tiny_homes, hamcli_home, tmp_path):
+    """An imported and prepared synthetic dataset: 42 images, 32 px, train/val/test, 2 folds."""
+    from hamcli.data.cache import PreparedDataset
 
-    root = tmp_path / "tiny"
-    make_dataset_folder(root, per_class=6, images_per_lesion=1)
-    import_dataset(root)
-    return prepare(name="tiny", config=PrepareConfig(split="50/25/25", size=32, folds=2))
+    _copy_home(_tiny_homes["prepared"], hamcli_home, tmp_path)
+    return PreparedDataset.open("tiny")
 
 
 @pytest.fixture
-def trained_run(prepared_tiny):
-    """A LeNet run trained for two epochs on the tiny prepared dataset."""
-    from hamcli.train.engine import TrainConfig, train
-
-    return train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32", name="tiny-lenet"))
+def trained_run(_tiny_homes, hamcli_home, tmp_path):
+    """A LeNet run trained for two epochs on the tiny prepared dataset (trained once per session)."""
+    _copy_home(_tiny_homes["trained"], hamcli_home, tmp_path)
+    return hamcli_home / "data" / "runs" / "tiny-lenet"
 
 
 def predictor_for(model, size: int = 32, arch: str = "lenet"):
     """Wrap any model as a Predictor, without a checkpoint file."""
-    from hamcli.checkpoint import ModelCard
-    from hamcli.predict import Predictor
-    from hamcli.train.precision import Precision
-    from hamcli.zoo import IMAGENET_MEAN, IMAGENET_STD
+    from hamcli.data.preprocess import Preprocess
+    from hamcli.inference.predictor import Predictor
+    from hamcli.models.checkpoint import CheckpointInfo
+    from hamcli.models.precision import Precision
+    from hamcli.models.zoo import get_spec
 
-    card = ModelCard(arch, CODES, size, IMAGENET_MEAN, IMAGENET_STD, "none", "none", Path("memory.pt"))
+    spec = get_spec(arch)
+    card = CheckpointInfo(arch, CODES, Preprocess((size, size), spec.mean, spec.std), "none", "none",
+                          Path("memory.pt"))
     return Predictor(model.eval(), card, {}, Precision("cpu", "fp32", False))

@@ -8,7 +8,8 @@ import sys
 
 from typer.testing import CliRunner
 
-from hamcli import __version__, paths
+import hamcli.paths as paths
+from hamcli._version import __version__
 from hamcli.cli.app import app
 
 runner = CliRunner()
@@ -60,14 +61,17 @@ def test_default_dirs_come_from_platformdirs(monkeypatch):
 
 
 def test_info_lists_datasets_and_prepared(dataset_folder):
-    runner.invoke(app, ["download", "--from", str(dataset_folder)])
-    runner.invoke(app, ["prepare", "--split", "50/50", "--size", "16", "-q"])
+    assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
+    assert runner.invoke(app, ["prepare", "--split", "50/50", "--size", "16", "-q"]).exit_code == 0
+    frame = runner.invoke(app, ["prepare", "--split", "50/50", "--size", "20x15", "--name", "frame", "-q"])
+    assert frame.exit_code == 0
     result = runner.invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["datasets"][0]["name"] == "ham10000" and report["datasets"][0]["images"] == 28
-    assert report["prepared"][0]["px"] == 16
-    text = runner.invoke(app, ["info"]).stdout
-    assert "ham10000" in text and "Runs: none" in text
+    assert {p["name"]: p["px"] for p in report["prepared"]} == {"ham10000": "16", "frame": "20x15"}
+    text = runner.invoke(app, ["info"])
+    assert text.exit_code == 0 and "ham10000" in text.stdout and "Runs: none" in text.stdout
 
 
 def test_usage_error_exit_code_is_2(dataset_folder):

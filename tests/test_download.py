@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hamcli import download, sources
+import hamcli.data.download as download
+import hamcli.data.sources as sources
 from hamcli.cli.app import app
-from hamcli.download import RetryPolicy, fetch
+from hamcli.data.download import RetryPolicy, fetch
+from hamcli.data.sources import RemoteFile, Source
 from hamcli.errors import DownloadError
-from hamcli.sources import RemoteFile, Source
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=5)
 

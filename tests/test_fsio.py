@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hamcli import fsio
+import hamcli.fsio as fsio
 
 
 @pytest.fixture

@@ -11,13 +11,16 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import hamcli.explain.maps as explain
+import hamcli.models.zoo as zoo
 from conftest import class_image, predictor_for
-from hamcli import explain, zoo
-from hamcli.cam import METHODS, GradCAM
 from hamcli.classes import CLASS_INDEX
 from hamcli.cli.app import app
+from hamcli.data.preprocess import ImageReadError
 from hamcli.errors import UsageError
-from hamcli.images import ImageReadError
+from hamcli.explain.methods import METHODS, GradCAM
+from hamcli.explain.overlay import overlay
+from hamcli.models.build import build_model
 
 runner = CliRunner()
 MEL, NV = CLASS_INDEX["mel"], CLASS_INDEX["nv"]
@@ -34,7 +37,7 @@ def _patch_batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
 def test_heat_map_finds_the_bright_corner_patch():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    model = zoo.build_model("lenet")
+    model = build_model("lenet")[0]
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
     for _ in range(60):
@@ -57,7 +60,7 @@ def test_heat_map_finds_the_bright_corner_patch():
 
 def test_matches_the_gradcam_definition_computed_independently():
     torch.manual_seed(1)
-    model = zoo.build_model("lenet").eval()
+    model = build_model("lenet")[0].eval()
     x = torch.randn(1, 3, 32, 32)
     features, rest = model[0][:8], torch.nn.Sequential(model[0][8:], *model[1:])
     checked = 0
@@ -68,7 +71,7 @@ def test_matches_the_gradcam_definition_computed_independently():
         if raw.max() <= 0:
             continue  # random weights: this class's map is empty (covered by the all-zero test)
         expected = (raw - raw.min()) / (raw.max() - raw.min())
-        maps, probs = GradCAM(model, "0.7")(x, torch.tensor([target]))
+        maps, probs = GradCAM(model, "features.relu3")(x, torch.tensor([target]))
         assert torch.allclose(maps[0], expected, atol=1e-5)
         assert torch.allclose(probs, model(x).softmax(1), atol=1e-6)
         checked += 1
@@ -78,7 +81,7 @@ def test_matches_the_gradcam_definition_computed_independently():
 @pytest.mark.parametrize("arch", list(zoo.MODELS))
 def test_every_architecture_gives_a_finite_map_of_image_size_and_leaves_no_trace(arch):
     torch.manual_seed(0)
-    model = zoo.build_model(arch).eval()
+    model = build_model(arch)[0].eval()
     predictor = predictor_for(model, size=64, arch=arch)
     img = class_image(2, 0, (90, 70))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -89,6 +92,11 @@ def test_every_architecture_gives_a_finite_map_of_image_size_and_leaves_no_trace
         assert heat.shape == (70, 90) and np.isfinite(heat).all()
         assert heat.min() >= 0 and heat.max() <= 1
         assert (heat[:, :10] == 0).all()  # outside the centre square the model saw nothing
+    # the default layer is the deepest one whose map is larger than 2x2 at this input size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = explain.explain(predictor, img)
+    assert min(result.map_size) >= 3 and result.layer in zoo.get_spec(arch).cam_layers
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     for module in model.modules():
@@ -96,9 +104,21 @@ def test_every_architecture_gives_a_finite_map_of_image_size_and_leaves_no_trace
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_too_small_a_map_falls_back_to_a_shallower_layer_and_says_which():
+    torch.manual_seed(0)
+    model = build_model("resnet18")[0].eval()
+    img = class_image(2, 0, (64, 64))
+    at64 = explain.explain(predictor_for(model, size=64, arch="resnet18"), img)
+    at32 = explain.explain(predictor_for(model, size=32, arch="resnet18"), img)
+    assert (at64.layer, at64.map_size) == ("layer3", (4, 4))  # layer4 is 2x2 at 64 px
+    assert (at32.layer, at32.map_size) == ("layer2", (4, 4))  # layer4 1x1, layer3 2x2 at 32 px
+    explicit = explain.explain(predictor_for(model, size=64, arch="resnet18"), img, layer="layer4")
+    assert explicit.map_size == (2, 2)
+
+
 def test_training_mode_is_restored_and_hooks_removed_after_error():
-    model = zoo.build_model("cnn").train()
-    cam = GradCAM(model, "0.3")
+    model = build_model("cnn")[0].train()
+    cam = GradCAM(model, "features.block4")
     with pytest.raises(RuntimeError):
         cam(torch.randn(1, 3, 32, 32), torch.tensor([99]))  # no class 99: gather fails mid-way
     assert model.training
@@ -106,9 +126,9 @@ def test_training_mode_is_restored_and_hooks_removed_after_error():
 
 
 def test_all_zero_gradient_warns_and_gives_zeros_not_nan():
-    model = zoo.build_model("lenet").eval()
+    model = build_model("lenet")[0].eval()
     with torch.no_grad():
-        model[6].weight.zero_()  # the score no longer depends on the features
+        model.classifier.weight.zero_()  # the score no longer depends on the features
     predictor = predictor_for(model)
     with pytest.warns(UserWarning, match="all-zero map"):
         heat = explain.heatmap(predictor, class_image(0, 0, (32, 32)))
@@ -116,7 +136,7 @@ def test_all_zero_gradient_warns_and_gives_zeros_not_nan():
 
 
 def test_errors_for_bad_class_layer_method_and_image(tmp_path):
-    predictor = predictor_for(zoo.build_model("lenet"))
+    predictor = predictor_for(build_model("lenet")[0])
     img = class_image(0, 0, (32, 32))
     with pytest.raises(UsageError, match="--class"):
         explain.explain(predictor, img, target="melanoma")
@@ -125,13 +145,13 @@ def test_errors_for_bad_class_layer_method_and_image(tmp_path):
     with pytest.raises(UsageError, match="--method"):
         explain.explain(predictor, img, method="cam")
     with pytest.raises(UsageError, match="feature map"):
-        explain.explain(predictor, img, layer="2")  # Flatten: not a feature map
+        explain.explain(predictor, img, layer="flatten")  # not a feature map
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
     with pytest.raises(ImageReadError, match="bad.jpg"):
         explain.explain(predictor, bad)
     with pytest.raises(UsageError, match="\\[0, 1\\]"):
-        explain.overlay(img, np.full((32, 32), 2.0))
+        overlay(img, np.full((32, 32), 2.0))
 
 
 def test_cli_single_file_several_to_folder_panel_json(trained_run, tmp_path):
@@ -152,7 +172,7 @@ def test_cli_single_file_several_to_folder_panel_json(trained_run, tmp_path):
         panel = Image.open(tmp_path / "cams" / f"in{i}.png")
         assert panel.width == 3 * 80 and panel.height > 60
     layers = runner.invoke(app, ["gradcam", "--list-layers"])
-    assert "0.7" in layers.stdout and "(default)" in layers.stdout
+    assert "features.relu3" in layers.stdout and "(default)" in layers.stdout
 
 
 def test_cli_bad_image_exits_1_and_keeps_going(trained_run, tmp_path):

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_dataset_folder
-from hamcli.archive import extract_zip
 from hamcli.cli.app import app
+from hamcli.data.archive import extract_zip
+from hamcli.data.importers import import_dataset, import_samples
 from hamcli.errors import DataError
-from hamcli.importers import import_dataset, import_samples
 
 runner = CliRunner()
 

@@ -14,13 +14,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import hamcli
+import hamcli.models.checkpoint as checkpoint
 from conftest import class_image, make_dataset_folder
-from hamcli import checkpoint
 from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
+from hamcli.data.preprocess import ImageReadError, Preprocess
 from hamcli.errors import DataError, NotFoundError
-from hamcli.images import ImageReadError
-from hamcli.zoo import IMAGENET_MEAN, IMAGENET_STD, build_model
+from hamcli.models.build import build_model
+from hamcli.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 
 runner = CliRunner()
 
@@ -93,16 +94,16 @@ def test_any_mode_and_size_is_handled(trained_run, tmp_path):
 
 
 def _always(code: str, tmp_path: Path) -> Path:
-    model = build_model("lenet")
+    model = build_model("lenet")[0]
     with torch.no_grad():
-        head = model[6]
+        head = model.classifier
         head.weight.zero_()
         head.bias.fill_(-5.0)
         head.bias[CLASS_CODES.index(code)] = 5.0
     path = tmp_path / f"always-{code}.pt"
-    checkpoint.save(path, state_dict=model.state_dict(), arch="lenet", input_size=32, mean=list(IMAGENET_MEAN),
-                    std=list(IMAGENET_STD), config={}, data={"name": "none", "fingerprint": "none"}, epoch=1,
-                    history=[], metrics={})
+    checkpoint.save(path, Preprocess((32, 32), IMAGENET_MEAN, IMAGENET_STD), state_dict=model.state_dict(),
+                    arch="lenet", config={}, data={"name": "none", "fingerprint": "none"}, epoch=1, history=[],
+                    metrics={})
     return path
 
 
@@ -116,7 +117,8 @@ def test_label_order_is_preserved_end_to_end(tmp_path, images, code):
 
 def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
     from hamcli.runs import BUNDLED_FILE
-    from hamcli.train.engine import TrainConfig, train
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import train
 
     bundled = hamcli.load_model()
     assert bundled.card.path == BUNDLED_FILE and bundled.card.arch == "lenet"
@@ -203,7 +205,8 @@ def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
 
 
 def test_evaluate_compares_several_runs(trained_run):
-    from hamcli.train.engine import TrainConfig, train
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import train
 
     train(TrainConfig(arch="cnn", data="tiny", epochs=1, batch_size=8, precision="fp32", name="tiny-cnn"))
     out = runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn"])
@@ -212,7 +215,8 @@ def test_evaluate_compares_several_runs(trained_run):
 
 
 def test_evaluate_fold_family_mean_and_std(prepared_tiny):
-    from hamcli.train.engine import TrainConfig, train_folds
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.folds import train_folds
 
     train_folds(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="cv"))
     out = runner.invoke(app, ["evaluate", "cv", "--json"])
@@ -224,10 +228,10 @@ def test_evaluate_fold_family_mean_and_std(prepared_tiny):
 
 
 def test_evaluate_refuses_changed_prepared_dataset(trained_run):
-    from hamcli.evaluation import evaluate
-    from hamcli.prepare import PrepareConfig, prepare
+    from hamcli.data.prepare import PrepareConfig, prepare
+    from hamcli.evaluate.scoring import evaluate
 
-    prepare(name="tiny", config=PrepareConfig(split="50/50", size=32, seed=9))
+    prepare(name="tiny", config=PrepareConfig(split="50/50", size="32", seed=9))
     with pytest.raises(DataError, match="changed since training"):
         evaluate("tiny-lenet")
 
@@ -237,7 +241,7 @@ def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
     from conftest import predictor_for
 
     torch.manual_seed(0)
-    model = build_model(arch).eval()
+    model = build_model(arch)[0].eval()
     with torch.no_grad():  # non-trivial batch-norm statistics, so folding really changes the weights
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

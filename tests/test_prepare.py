@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from conftest import make_dataset_folder
 from hamcli.cli.app import app
+from hamcli.data.importers import import_dataset
+from hamcli.data.prepare import PrepareConfig, export_folders, prepare
+from hamcli.data.preprocess import ImageReadError, load, open_rgb
+from hamcli.data.splits import SplitSpec
 from hamcli.errors import UsageError
-from hamcli.images import ImageReadError, load_square, open_rgb
-from hamcli.importers import import_dataset
-from hamcli.prepare import PrepareConfig, export_folders, prepare
-from hamcli.splits import SplitSpec
 
 runner = CliRunner()
 
@@ -80,7 +80,7 @@ def test_cache_matches_the_shared_preprocessing(imported):
     assert cache.shape == (len(prepared.manifest), 24, 24, 3) and cache.dtype == np.uint8
     row = prepared.manifest.iloc[5]
     src = imported.images / row["file"]
-    np.testing.assert_array_equal(cache[5], load_square(src, 24))
+    np.testing.assert_array_equal(cache[5], load(src, (24, 24)))
 
 
 def test_bad_split_text_is_a_usage_error():
@@ -141,7 +141,7 @@ def test_any_mode_becomes_rgb(tmp_path, mode):
         Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16))
     path = tmp_path / f"x.{'tif' if mode in ('CMYK', 'I;16') else 'png'}"
     img.save(path)
-    out = load_square(path, 8)
+    out = load(path, (8, 8))
     assert out.shape == (8, 8, 3) and out.dtype == np.uint8
 
 
@@ -161,7 +161,7 @@ def test_exif_rotation_is_applied(tmp_path):
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    import hamcli.images as images
+    import hamcli.data.preprocess as images
 
     path = tmp_path / "big.png"
     Image.new("RGB", (400, 300)).save(path)

@@ -9,13 +9,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hamcli import checkpoint, zoo
+import hamcli.models.checkpoint as checkpoint
+import hamcli.models.weights as weights
+import hamcli.models.zoo as zoo
 from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
 from hamcli.errors import ModelError, NotFoundError, UsageError
+from hamcli.models.build import build_model
 from hamcli.train import engine
-from hamcli.train.data import class_weights, epoch_order
-from hamcli.train.engine import TrainConfig, TrainEvents, TrainingInterrupted
+from hamcli.train.config import TrainConfig
+from hamcli.train.engine import TrainEvents, TrainingInterrupted
+from hamcli.train.folds import train_folds
+from hamcli.train.sampling import class_weights, epoch_order
 
 runner = CliRunner()
 FAST = dict(data="tiny", batch_size=8, precision="fp32", epochs=1)
@@ -34,7 +39,9 @@ def test_checkpoint_is_self_describing(prepared_tiny):
     run = engine.train(TrainConfig(arch="lenet", name="desc", **{**FAST, "epochs": 2}))
     ckpt = checkpoint.load(run / "best.pt")  # weights_only=True inside
     assert ckpt["arch"] == "lenet" and tuple(ckpt["classes"]) == CLASS_CODES
-    assert ckpt["input_size"] == 32 and len(ckpt["mean"]) == 3 and len(ckpt["std"]) == 3
+    prep = ckpt["preprocess"]
+    assert prep["size"] == [32, 32] and prep["policy"] == "center-crop" and len(prep["mean"]) == 3
+    assert prep["interpolation"] == "bilinear" and len(prep["std"]) == 3
     assert ckpt["data"]["fingerprint"] == prepared_tiny.fingerprint
     assert ckpt["config"]["epochs"] == 2 and ckpt["format_version"] == checkpoint.FORMAT_VERSION
     assert len(ckpt["history"]) >= 1 and "val_balanced_accuracy" in ckpt["history"][0]
@@ -61,27 +68,47 @@ def test_same_seed_same_metrics(prepared_tiny):
 
 
 class _StopAfter(TrainEvents):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
+    """Ctrl-C at the end of `epoch`, or inside it after `batches` steps of the next one."""
+
+    def __init__(self, epoch: int, batches: int | None = None) -> None:
+        self.epoch, self.batches, self.current = epoch, batches, 0
+
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        self.current = epoch
+
+    def batch(self, done: int, loss: float, images_per_s: float) -> None:
+        if self.batches is not None and self.current == self.epoch + 1 and done == self.batches:
+            raise KeyboardInterrupt
 
     def epoch_end(self, record: dict) -> None:
-        if record["epoch"] == self.epoch:
+        if self.batches is None and record["epoch"] == self.epoch:
             raise KeyboardInterrupt
 
 
-def test_interrupt_then_resume_equals_uninterrupted_run(prepared_tiny):
-    cfg = dict(arch="cnn", seed=5, schedule="onecycle", augment="strong", **{**FAST, "epochs": 3})
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["between-epochs", "mid-epoch"])
+def test_interrupt_then_resume_equals_uninterrupted_run(prepared_tiny, mid_epoch):
+    cfg = dict(arch="cnn", seed=5, schedule="onecycle", augment="strong", ema=0.9, **{**FAST, "epochs": 3})
     straight = engine.train(TrainConfig(name="straight", **cfg))
+    stop = _StopAfter(1, batches=2 if mid_epoch else None)
     with pytest.raises(TrainingInterrupted, match="--resume broken"):
-        engine.train(TrainConfig(name="broken", **cfg), _StopAfter(1))
+        engine.train(TrainConfig(name="broken", **cfg), stop)
     ckpt = checkpoint.load(prepared_tiny.root.parent.parent / "runs/broken/last.pt")
-    assert ckpt["interrupted"] and ckpt["epoch"] == 1
+    assert ckpt["epoch"] == 1  # the last completed epoch, never a half-done one
     resumed = engine.resume("broken")
     assert json.loads((resumed / "metrics.json").read_text())["epochs_run"] == 3
     ws, wr = _final_weights(straight), _final_weights(resumed)
-    assert all(torch.allclose(ws[k].float(), wr[k].float()) for k in ws)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws)
+    best_s, best_r = (checkpoint.load(r / "best.pt")["state_dict"] for r in (straight, resumed))
+    assert all(torch.equal(best_s[k], best_r[k]) for k in best_s)  # the EMA resumed exactly too
     with pytest.raises(UsageError, match="already finished"):
         engine.resume("broken")
+
+
+def test_interrupt_in_first_epoch_says_nothing_is_saved(prepared_tiny):
+    with pytest.raises(TrainingInterrupted, match="no epoch had finished"):
+        engine.train(TrainConfig(arch="lenet", name="early", **{**FAST, "epochs": 2}), _StopAfter(0, batches=1))
+    with pytest.raises(UsageError, match="no last.pt"):
+        engine.resume("early")
 
 
 def test_cli_resume_after_interrupt(prepared_tiny, monkeypatch):
@@ -112,16 +139,66 @@ def test_class_weights_modes():
 
 def test_freeze_backbone_trains_only_the_head(prepared_tiny):
     torch.manual_seed(42)
-    init = zoo.build_model("cnn").state_dict()
+    init = build_model("cnn")[0].state_dict()
     run = engine.train(TrainConfig(arch="cnn", name="frozen", freeze_backbone=True, augment="none",
                                    **{**FAST, "epochs": 1}))
     after = checkpoint.load(run / "last.pt")["state_dict"]
-    conv = "0.0.0.weight"
-    assert torch.equal(after[conv], init[conv]) and not torch.equal(after["4.weight"], init["4.weight"])
+    conv, bn = "features.block1.conv1.weight", "features.block2.bn1.running_mean"
+    assert torch.equal(after[conv], init[conv]) and not torch.equal(after["classifier.weight"],
+                                                                    init["classifier.weight"])
+    assert torch.equal(after[bn], init[bn])  # frozen batch norm keeps its statistics
+
+
+def test_freeze_early_keeps_the_first_modules_and_trains_the_rest(prepared_tiny):
+    torch.manual_seed(42)
+    init = build_model("cnn")[0].state_dict()
+    run = engine.train(TrainConfig(arch="cnn", name="early-frozen", freeze_early=2, augment="none", **FAST))
+    after = checkpoint.load(run / "last.pt")["state_dict"]
+    for key in ("features.block1.conv1.weight", "features.block2.conv2.weight", "features.block2.bn2.running_var"):
+        assert torch.equal(after[key], init[key]), key
+    assert not torch.equal(after["features.block3.conv1.weight"], init["features.block3.conv1.weight"])
+    with pytest.raises(UsageError, match="has 4 backbone modules"):
+        engine.train(TrainConfig(arch="cnn", freeze_early=5, **FAST))
+
+
+def test_backbone_learns_slower_than_the_head(prepared_tiny):
+    from hamcli.train.optim import param_groups
+
+    model = build_model("cnn")[0]
+    groups = param_groups(model, "classifier", TrainConfig(arch="cnn", lr=0.01, backbone_lr_mult=0.1))
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["head"]["lr"] == 0.01 and by_name["backbone"]["lr"] == pytest.approx(0.001)
+    assert by_name["backbone-no-decay"]["weight_decay"] == 0.0  # no decay on batch norm and biases
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_warmup_raises_the_rate_then_cosine_lowers_it():
+    from hamcli.train.optim import optimizer, param_groups, scheduler
+
+    cfg = TrainConfig(arch="lenet", lr=0.1, epochs=4, warmup_epochs=1)
+    model = build_model("lenet")[0]
+    opt = optimizer(cfg, param_groups(model, "classifier", cfg))
+    sched = scheduler(cfg, opt, steps_per_epoch=10)
+    rates = []
+    for _ in range(40):
+        rates.append(opt.param_groups[-1]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] < 0.01 and rates[10] == pytest.approx(0.1) and rates[-1] < 0.01
+    assert rates[:11] == sorted(rates[:11]) and rates[10:] == sorted(rates[10:], reverse=True)
+
+
+def test_ema_run_saves_averaged_and_raw_best(prepared_tiny):
+    run = engine.train(TrainConfig(arch="lenet", name="ema", ema=0.5, **{**FAST, "epochs": 2}))
+    best, raw = checkpoint.load(run / "best.pt"), checkpoint.load(run / "best_raw.pt")
+    assert best["weights"] == "ema" and raw["weights"] == "raw"
+    assert not torch.equal(best["state_dict"]["classifier.weight"], raw["state_dict"]["classifier.weight"])
+    assert "val_ema_balanced_accuracy" in best["history"][0]
+    assert json.loads((run / "metrics.json").read_text())["weights"] == "ema"
 
 
 def test_all_folds_reports_mean_and_std(prepared_tiny):
-    family = engine.train_folds(TrainConfig(arch="lenet", name="cv", max_batches=1, **FAST))
+    family = train_folds(TrainConfig(arch="lenet", name="cv", max_batches=1, **FAST))
     info = json.loads((family / "family.json").read_text())
     assert info["folds"] == 2 and info["members"] == ["fold0", "fold1"]
     assert set(info["val"]["val_balanced_accuracy"]) == {"mean", "std"}
@@ -130,8 +207,8 @@ def test_all_folds_reports_mean_and_std(prepared_tiny):
 
 def test_pretrained_weights_load_from_torch_cache_offline(prepared_tiny):
     spec = zoo.get_spec("mobilenet_v3_small")
-    target = zoo.weights_file(spec)
-    reference = zoo.build_model("mobilenet_v3_small")  # random weights standing in for ImageNet's
+    target = weights.torchvision_file(spec)
+    reference = build_model("mobilenet_v3_small")[0]  # random weights standing in for ImageNet's
     imagenet_like = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier.3")}
     from torchvision.models import get_model
 
@@ -139,7 +216,8 @@ def test_pretrained_weights_load_from_torch_cache_offline(prepared_tiny):
     full.update(imagenet_like)
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(full, target)
-    model = zoo.build_model("mobilenet_v3_small", pretrained=True)
+    model, report = build_model("mobilenet_v3_small", pretrained=True)
+    assert report.loaded == report.total - 2 and "torchvision" in report.source  # all but the new head
     key = "features.0.0.weight"
     assert torch.equal(model.state_dict()[key], reference.state_dict()[key])
     class Events(TrainEvents):
@@ -162,27 +240,45 @@ def test_pretrained_offline_without_file_names_file_and_fixes(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(ModelError) as info:
-        zoo.build_model("resnet18", pretrained=True)
+        build_model("resnet18", pretrained=True)
     message = str(info.value)
-    assert str(zoo.weights_file(zoo.get_spec("resnet18"))) in message
-    assert "--no-pretrained" in message and "--weights" in message
+    assert str(weights.torchvision_file(zoo.get_spec("resnet18"))) in message
+    assert "--weights" in message and "efficientnet_lite0 --pretrained" in message
 
 
 def test_weights_option_starts_from_local_state_dict(prepared_tiny, tmp_path):
-    source = zoo.build_model("lenet")
+    source = build_model("lenet")[0]
     path = tmp_path / "lenet.pt"
     torch.save(source.state_dict(), path)
-    model = zoo.build_model("lenet", weights_path=path)
+    model, report = build_model("lenet", weights_path=path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values(),
                                                     strict=True))
+    assert report.loaded == report.total and not report.skipped
     with pytest.raises(ModelError, match="not found"):
-        zoo.build_model("lenet", weights_path=tmp_path / "nope.pt")
+        build_model("lenet", weights_path=tmp_path / "nope.pt")
+    with pytest.raises(ModelError, match="another architecture"):  # a cnn file is not a lenet start
+        torch.save(build_model("cnn")[0].state_dict(), tmp_path / "cnn.pt")
+        build_model("lenet", weights_path=tmp_path / "cnn.pt")
+
+
+def test_weights_from_a_hamcli_checkpoint_with_another_head_size(trained_run, tmp_path):
+    model, report = build_model("lenet", weights_path=trained_run / "best.pt")
+    ckpt = checkpoint.load(trained_run / "best.pt")
+    assert torch.equal(model.state_dict()["features.conv2.weight"], ckpt["state_dict"]["features.conv2.weight"])
+    assert report.loaded == report.total
+    # a 3-class state dict: everything but the head loads, and the report names what was left out
+    three = build_model("lenet", num_classes=3)[0].state_dict()
+    torch.save(three, tmp_path / "three.pt")
+    _, report = build_model("lenet", weights_path=tmp_path / "three.pt")
+    assert set(report.skipped) == {"classifier.weight", "classifier.bias"} and "classifier.weight" in report.line()
 
 
 def test_unknown_architecture_lists_valid_ones(prepared_tiny):
     result = runner.invoke(app, ["train", "--arch", "vgg99", "--data", "tiny"])
     assert result.exit_code == 2
     assert "resnet18" in result.output and "lenet" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["train", "--arch", "LeNet", "--data", "tiny"])
+    assert result.exit_code == 2 and "did you mean 'lenet'" in result.output
 
 
 def test_missing_prepared_dataset_is_a_clear_error():
@@ -193,10 +289,15 @@ def test_missing_prepared_dataset_is_a_clear_error():
 
 
 def test_bad_options_are_usage_errors(prepared_tiny):
-    for override in ({"optimizer": "rmsprop"}, {"schedule": "step"}, {"monitor": "auc"}, {"epochs": 0},
-                     {"augment": "extreme"}, {"class_weight": "x"}):
-        with pytest.raises(UsageError):
+    for override, option in (({"optimizer": "rmsprop"}, "--optimizer"), ({"schedule": "step"}, "--schedule"),
+                             ({"monitor": "auc"}, "--monitor"), ({"epochs": 0}, "--epochs"),
+                             ({"augment": "extreme"}, "--augment"), ({"class_weight": "x"}, "--class-weight"),
+                             ({"sampler": "bogus"}, "--sampler"), ({"lr": -1.0}, "--lr"),
+                             ({"lr": float("nan")}, "--lr"), ({"batch_size": 0}, "--batch-size"),
+                             ({"ema": 1.0}, "--ema"), ({"warmup_epochs": 5.0}, "--warmup-epochs")):
+        with pytest.raises(UsageError, match=option):
             engine.train(TrainConfig(arch="lenet", **{**FAST, **override}))
+    assert not (prepared_tiny.root.parent.parent / "runs").exists()  # a refused run leaves no folder
 
 
 def test_cli_train_json_summary_and_auto_precision(prepared_tiny):
@@ -207,10 +308,17 @@ def test_cli_train_json_summary_and_auto_precision(prepared_tiny):
     summary = json.loads(result.stdout)
     assert summary["epochs_run"] == 1 and 0 <= summary["best"]["balanced_accuracy"] <= 1
     ckpt = checkpoint.load(next(p for p in prepared_tiny.root.parent.parent.glob("runs/*/best.pt")))
-    assert ckpt["precision"]["dtype"] in ("fp32", "bf16")
+    # auto measured the candidates on this machine and recorded what it measured
+    memo = json.loads((prepared_tiny.root.parent.parent.parent / "cache" / "precision.json").read_text())
+    (why,) = [v["why"] for k, v in memo.items() if k.startswith("lenet-32x32-8-train")]
+    assert "ms in fp32" in why and "ms in fp32 + channels-last" in why
+    chosen = ckpt["precision"]["dtype"] + (" + channels-last" if ckpt["precision"]["channels_last"] else "")
+    assert memo[next(k for k in memo if k.startswith("lenet-32x32-8-train"))]["choice"] == chosen
 
 
 def test_early_stopping_stops(prepared_tiny):
-    run = engine.train(TrainConfig(arch="lenet", name="es", early_stop=1, monitor="loss", lr=1e-9,
-                                   **{**FAST, "epochs": 6}))
-    assert json.loads((run / "metrics.json").read_text())["epochs_run"] < 6
+    # validation loss rises every epoch when the learning rate is absurd: no epoch beats the first
+    run = engine.train(TrainConfig(arch="lenet", name="es", early_stop=2, monitor="loss", lr=5.0,
+                                   optimizer="sgd", schedule="none", **{**FAST, "epochs": 8}))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == metrics["best_epoch"] + 2 < 8

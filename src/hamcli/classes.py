@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 CLASS_CODES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
 CLASS_NAMES: dict[str, str] = {
@@ -21,3 +23,10 @@ HMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "nv", "vasc", "me
 DERMAMNIST_LABELS: tuple[str, ...] = HMNIST_LABELS
 
 CLASS_INDEX: dict[str, int] = {code: i for i, code in enumerate(CLASS_CODES)}
+
+NUM_CLASSES = len(CLASS_CODES)
+
+
+def encode(codes) -> np.ndarray:  # noqa: ANN001 - any iterable of class codes
+    """Class codes -> int64 indices in CLASS_CODES order."""
+    return np.array([CLASS_INDEX[c] for c in codes], dtype=np.int64)

@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from hamcli import paths
+import hamcli.paths as paths
 from hamcli.errors import NotFoundError, UsageError
 
 BUNDLED = "bundled"

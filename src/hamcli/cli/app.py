@@ -12,13 +12,22 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
-from hamcli import __version__
-from hamcli.cli import data, evaluate, explain, modelling, predict, render
+import hamcli.cli.data as data
+import hamcli.cli.evaluate as evaluate
+import hamcli.cli.gradcam as gradcam
+import hamcli.cli.models as models
+import hamcli.cli.predict as predict
+import hamcli.cli.render as render
+import hamcli.cli.train as train
+from hamcli._version import __version__
 from hamcli.errors import HamcliError
+
+# Typer ships its own copy of Click; its base exception is reached through a public subclass.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 class _Group(TyperGroup):
-    """Turns a HamcliError raised by any command into one red line and its exit code."""
+    """Turns a HamcliError raised by any command, and any usage error, into one red line and its exit code."""
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201
         try:
@@ -26,6 +35,22 @@ class _Group(TyperGroup):
         except HamcliError as exc:
             render.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _ClickException as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already on screen
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            render.error(exc.format_message().replace("\n", " ") + hint)
+            sys.exit(exc.exit_code)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(
@@ -53,13 +78,8 @@ def root(
     """hamcli: HAM10000 dermatoscopy classifiers from the command line."""
 
 
-data.register(app)
-modelling.register(app)
-evaluate.register(app)
-predict.register(app)
-explain.register(app)
-
-
+for command_group in (data, models, train, evaluate, predict, gradcam):
+    command_group.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

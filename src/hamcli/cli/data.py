@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from hamcli.cli import render
+import hamcli.cli.render as render
+from hamcli.cli.options import choice, flag
 
 SOURCE_HELP = "Source from the table (`--list`): ham10000, isic2018-test, dermamnist, or samples (bundled)."
 
@@ -21,14 +22,14 @@ def download(
     url: Optional[str] = typer.Option(None, "--url", help="Mirror base URL; files are fetched as URL/<file>. "
                                       "Also $HAMCLI_MIRROR or $HAMCLI_MIRROR_<SOURCE>."),
     size: Optional[str] = typer.Option(None, "--size", help="dermamnist only: 28, 64, 128 or 224."),
-    list_sources: bool = typer.Option(False, "--list", help="List the sources and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    as_json: bool = typer.Option(False, "--json", help="Print the validation report as JSON."),
+    list_sources: bool = flag("--list", help="List the sources and exit."),
+    quiet: bool = flag("--quiet", "-q", help="No progress bars."),
+    as_json: bool = flag("--json", help="Print the validation report as JSON."),
 ) -> None:
     """Fetch HAM10000 (or a related set) from its official home, or import a copy you have."""
-    from hamcli import download as dl
-    from hamcli import importers
-    from hamcli.sources import SOURCES
+    import hamcli.data.download as dl
+    import hamcli.data.importers as importers
+    from hamcli.data.sources import SOURCES
 
     if list_sources:
         _print_sources(SOURCES, as_json)
@@ -88,20 +89,21 @@ def prepare(
                                          "the only one present)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the prepared dataset (default: source)."),
     split: str = typer.Option("90/10", "--split", help="train/test or train/val/test percentages."),
-    size: int = typer.Option(128, "--size", help="Side of the cached square images, in pixels."),
+    size: str = typer.Option("128", "--size", help="Cached image size: one side for squares (the centre square "
+                             "of the frame), or WIDTHxHEIGHT, e.g. 200x150 for the whole 4:3 frame."),
     seed: int = typer.Option(42, "--seed"),
-    group_by: str = typer.Option("lesion", "--group-by", help="lesion (honest) or image (leaky, for "
-                                 "comparison with hobby projects)."),
+    group_by: str = typer.Option("lesion", "--group-by", **choice(("lesion", "image"), "lesion (honest) or image "
+                                                                  "(leaky, for comparison with hobby projects).")),
     folds: int = typer.Option(0, "--folds", help="Add K lesion-grouped stratified folds over train+val."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Take a stratified subset of about N images."),
     export_folders: Optional[Path] = typer.Option(None, "--export-folders",
                                                   help="Also write DIR/<split>/<class>/ image copies."),
     workers: int = typer.Option(0, "--workers", help="Decoding threads (0: one per core)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = flag("--quiet", "-q", help="No progress bar."),
+    as_json: bool = flag("--json", help="Print the summary as JSON."),
 ) -> None:
     """Split a dataset by lesion (stratified by class) and cache its images at one size."""
-    from hamcli import prepare as prep
+    import hamcli.data.prepare as prep
 
     config = prep.PrepareConfig(split=split, size=size, seed=seed, group_by=group_by, folds=folds,
                                 limit=limit, workers=workers)
@@ -140,9 +142,9 @@ def _print_split_table(summary: dict, root: str) -> None:
             f"{k}: {v}" for k, v in list(summary["excluded"].items())[:5]))
 
 
-def info(as_json: bool = typer.Option(False, "--json")) -> None:
+def info(as_json: bool = flag("--json", help="Print JSON on stdout.")) -> None:
     """Show hamcli's directories and the datasets, prepared datasets and runs present."""
-    from hamcli import inventory
+    import hamcli.data.inventory as inventory
 
     report = inventory.collect()
     if as_json:

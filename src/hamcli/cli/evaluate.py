@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from hamcli.cli import render
-
-NOT_A_DIAGNOSIS = "hamcli is a research tool: these outputs are not a diagnosis."
+import hamcli.cli.render as render
+from hamcli.cli.options import flag
 
 SUMMARY_ROWS = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1"),
                 ("weighted_f1", "weighted F1"), ("macro_roc_auc", "macro ROC AUC (OvR)"),
@@ -100,18 +99,19 @@ def evaluate(
                                                "(default: the latest run, else the bundled model)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Score a labelled folder (metadata CSV + images) "
                                         "instead of the run's test split."),
-    ci: bool = typer.Option(False, "--ci", help="Bootstrap 95% intervals, resampled by lesion."),
+    ci: bool = flag("--ci", help="Bootstrap 95% intervals, resampled by lesion."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for --ci."),
-    tta: bool = typer.Option(False, "--tta", help="Average over flips and 90-degree rotations."),
+    tta: bool = flag("--tta", help="Average over flips and 90-degree rotations."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write per-image predictions (CSV)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write confusion matrix and ROC PNGs to DIR."),
     batch_size: int = typer.Option(64, "--batch-size"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = flag("--json", help="Print JSON on stdout."),
 ) -> None:
     """Score runs with the metrics a clinical reviewer asks for, beside the majority baseline."""
     import pandas as pd
 
-    from hamcli import evaluation, fsio
+    import hamcli.evaluate.scoring as evaluation
+    import hamcli.fsio as fsio
 
     refs = runs or [None]
     results = [evaluation.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size)
@@ -123,7 +123,7 @@ def evaluate(
             pd.concat(frames).to_csv(tmp, index=False)
         render.info(f"predictions written to {predictions}")
     if plot is not None:
-        from hamcli import plots
+        import hamcli.evaluate.plots as plots
 
         for r in flat:
             stem = r["run"] if len(flat) > 1 else "evaluate"
@@ -138,7 +138,7 @@ def evaluate(
         _render_one(results[0])
     else:
         _render_compare(results)
-    render.err.print(NOT_A_DIAGNOSIS, style="dim")
+    render.err.print(render.NOT_A_DIAGNOSIS, style="dim")
 
 
 def register(app: typer.Typer) -> None:

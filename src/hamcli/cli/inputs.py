@@ -10,7 +10,7 @@ def expand(inputs: list[str]) -> list[str]:
     """Files as given, folders searched recursively, globs expanded, `-` read line by line from stdin."""
     import glob
 
-    from hamcli.images import IMAGE_SUFFIXES
+    from hamcli.data.preprocess import IMAGE_SUFFIXES
 
     items: list[str] = []
     for item in inputs:

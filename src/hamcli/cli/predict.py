@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from hamcli.cli import render
-from hamcli.cli.evaluate import NOT_A_DIAGNOSIS
+import hamcli.cli.render as render
 from hamcli.cli.inputs import expand
+from hamcli.cli.options import choice, flag
 
 
 def predict(
@@ -17,10 +17,10 @@ def predict(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name, run folder or checkpoint "
                                         "(default: the latest run, else the bundled model)."),
     top_k: int = typer.Option(3, "--top-k", "-k"),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json, jsonl or csv."),
+    fmt: str = typer.Option("table", "--format", "-f", **choice(("table", "json", "jsonl", "csv"), "Output format.")),
     batch_size: int = typer.Option(64, "--batch-size"),
-    tta: bool = typer.Option(False, "--tta", help="Average over flips and 90-degree rotations."),
-    device: str = typer.Option("auto", "--device"),
+    tta: bool = flag("--tta", help="Average over flips and 90-degree rotations."),
+    device: str = typer.Option("auto", "--device", **choice(("auto", "cpu", "cuda", "mps"), "Device.")),
 ) -> None:
     """Classify images with a trained model (before the first run, the LeNet bundled with hamcli: balanced
     accuracy 0.61 on held-out HAM10000 lesions, research use only); rows keep the input order."""
@@ -28,7 +28,7 @@ def predict(
     import json
 
     from hamcli.errors import UsageError
-    from hamcli.predict import Failure, Predictor
+    from hamcli.inference.predictor import Failure, Predictor
 
     if fmt not in ("table", "json", "jsonl", "csv"):
         raise UsageError(f"--format {fmt!r}: choose table, json, jsonl or csv")
@@ -73,7 +73,7 @@ def predict(
             table.add_row(r.source, r.code, f"{r.probability:.3f}", r.name,
                           ", ".join(f"{c} {p:.2f}" for c, p in r.top_k))
         render.out.print(table)
-        render.out.print(NOT_A_DIAGNOSIS, style="dim")
+        render.out.print(render.NOT_A_DIAGNOSIS, style="dim")
     if failed:
         raise typer.Exit(1)
 

@@ -19,6 +19,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+NOT_A_DIAGNOSIS = "hamcli is a research tool: these outputs are not a diagnosis."
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 

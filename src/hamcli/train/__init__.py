@@ -1,1 +1,1 @@
-"""Training: data on uint8 batches, augmentation, precision choice, the loop, checkpoints."""
+"""Training: options, data rows and batches, augmentation, optimiser and schedule, the loop, K folds, reports."""

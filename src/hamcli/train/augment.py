@@ -1,8 +1,9 @@
 """Augmentation for dermoscopy, on whole uint8 batches rather than one PIL image at a time.
 
-A lesion has no up, down, left or right, so both flips and 90-degree rotations are free;
-`strong` adds a small random affine (rotation, scale, shift) and colour changes. Each sample
-draws its own transform from a torch Generator, so a seed reproduces a run.
+A lesion has no up, down, left or right, so both flips and, for square images, 90-degree rotations
+are free (a quarter turn would make a 4:3 frame 3:4); `strong` adds a small random affine (rotation,
+scale, shift) and colour changes. Each sample draws its own transform from a torch Generator, so a
+seed reproduces a run.
 """
 
 from __future__ import annotations
@@ -11,13 +12,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-LEVELS = ("none", "light", "strong")
-
-
-def to_float(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> normalised (N, 3, H, W) float32, the same for training and inference."""
-    return normalise(batch.permute(0, 3, 1, 2).float().div_(255.0), mean, std)
 
 
 def _flip_rotate(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -28,6 +22,8 @@ def _flip_rotate(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(hflip.view(-1, 1, 1, 1), batch.flip(2), batch)
     x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(1), x)
     k = torch.randint(0, 4, (n,), generator=g)
+    if batch.shape[1] != batch.shape[2]:
+        return x  # the draw above still happens, so a seed gives the same stream for any shape
     out = x.clone()
     for turns in (1, 2, 3):
         idx = (k == turns).nonzero().flatten()
@@ -42,7 +38,8 @@ def _affine(x: torch.Tensor, g: torch.Generator, degrees: float, scale: float, s
     s = 1 + (torch.rand(n, generator=g) * 2 - 1) * scale
     t = (torch.rand(n, 2, generator=g) * 2 - 1) * shift
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    h, w = x.shape[-2:]  # grid coordinates are in [-1, 1] on each axis: rotate in pixels, not in them
+    theta = torch.stack([torch.stack([cos, -sin * h / w, t[:, 0]], 1), torch.stack([sin * w / h, cos, t[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -72,7 +69,3 @@ def augment(batch: torch.Tensor, level: str, g: torch.Generator) -> torch.Tensor
     else:
         x = _colour(x, g, amount=0.05)
     return x
-
-
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from hamcli import fsio
+import hamcli.fsio as fsio
 
 
-def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str) -> None:
+def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str, prefix: str = "val_") -> None:
+    """`prefix`: the validation columns the run selected on (`val_ema_` for the moving average)."""
     if not history:
         return
     table = pd.DataFrame(history)
@@ -17,9 +18,9 @@ def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: 
         table.to_csv(tmp, index=False)
     best = history[best_epoch - 1] if best_epoch else {}
     fsio.write_json(run_dir / "metrics.json", {"epochs_run": len(history), "best_epoch": best_epoch,
-                                               "monitor": monitor,
-                                               "best": {k.removeprefix("val_"): v for k, v in best.items()
-                                                        if k.startswith("val_")}})
+                                               "monitor": monitor, "weights": "ema" if "ema" in prefix else "raw",
+                                               "best": {k.removeprefix(prefix): v for k, v in best.items()
+                                                        if k.startswith(prefix) and "ema" not in k[len(prefix):]}})
     plot_curves(table, run_dir / "curves.png")
 
 
@@ -34,6 +35,9 @@ def plot_curves(table: pd.DataFrame, target: Path) -> None:
                                  ("loss", "accuracy", "balanced accuracy"), strict=True):
         ax.plot(table["epoch"], table[f"train_{metric}"], marker="o", label="train")
         ax.plot(table["epoch"], table[f"val_{metric}"], marker="o", label="val")
+        if f"val_ema_{metric}" in table:
+            ax.plot(table["epoch"], table[f"val_ema_{metric}"], marker=".", label="val (EMA)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,0 +1,143 @@
+"""`hamcli train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import hamcli.cli.render as render
+from hamcli.cli.options import choice, flag
+from hamcli.models.precision import DEVICES, PRECISIONS
+from hamcli.models.zoo import MODELS
+from hamcli.train.config import AUGMENTS, CLASS_WEIGHTS, MONITORS, OPTIMIZERS, SAMPLERS, SCHEDULES
+
+
+class _Progress:
+    """Draws training progress on stderr with rich."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} img/s"),
+                                 TimeRemainingColumn(), console=render.err, disable=quiet, transient=True)
+        self.task = None
+
+    def start(self, info: dict) -> None:
+        for line in info["advice"]:
+            render.warn(line)
+        if info["weights"] and not self.quiet:
+            render.info(info["weights"])
+        if not self.quiet:
+            render.info(f"run {info['run']}\n  {info['arch']} on {info['data']} at {info['size']}px: "
+                        f"{info['train']} train / {info['val']} val images ({info['val_source']})\n"
+                        f"  device {info['device']}, {info['precision']}"
+                        f"{' + channels-last' if info['channels_last'] else ''} ({info['why']})")
+
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        if self.task is None:
+            self.progress.start()
+        else:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=batches, loss=0.0, speed=0.0)
+
+    def batch(self, done: int, loss: float, images_per_s: float) -> None:
+        self.progress.update(self.task, completed=done, loss=loss, speed=images_per_s)
+
+    def epoch_end(self, r: dict) -> None:
+        if not self.quiet:
+            star = " *" if r["best_epoch"] == r["epoch"] else ""
+            render.info(f"epoch {r['epoch']:>3}  loss {r['train_loss']:.3f}/{r['val_loss']:.3f}  "
+                        f"acc {r['val_accuracy']:.3f}  bal.acc {r['val_balanced_accuracy']:.3f}  "
+                        f"F1 {r['val_macro_f1']:.3f}  {r['images_per_s']:.0f} img/s{star}")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def train(
+    arch: str = typer.Option("lenet", "--arch", "-a", **choice(MODELS, "Architecture (`hamcli models`).", "ARCH")),
+    data: Optional[str] = typer.Option(None, "--data", help="Prepared dataset (default: the latest)."),
+    epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (of the head, with --backbone-lr-mult)."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="Decoupled weight decay (not on norms/biases)."),
+    optimizer: str = typer.Option("adamw", "--optimizer", **choice(OPTIMIZERS, "Optimiser.")),
+    schedule: str = typer.Option("cosine", "--schedule", **choice(SCHEDULES, "Learning-rate schedule.")),
+    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs", help="Linear warm-up over the first N epochs."),
+    early_stop: int = typer.Option(0, "--early-stop", help="Stop after N epochs without improvement (0: off)."),
+    monitor: str = typer.Option("balanced_accuracy", "--monitor",
+                                **choice(MONITORS, "Validation metric that picks the best epoch.")),
+    class_weight: str = typer.Option("none", "--class-weight", **choice(CLASS_WEIGHTS, "Loss weights by class.")),
+    sampler: str = typer.Option("none", "--sampler", **choice(SAMPLERS, "weighted: oversample rare classes.")),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing, 0 to <1."),
+    augment: str = typer.Option("light", "--augment", **choice(AUGMENTS, "Augmentation strength.")),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Validate on fold K of a prepared --folds dataset."),
+    all_folds: bool = flag("--all-folds", help="Train one model per fold; report mean and std."),
+    seed: int = typer.Option(42, "--seed", help="Seed for initialisation, order and augmentation."),
+    pretrained: bool = typer.Option(False, "--pretrained/--no-pretrained", metavar="",
+                                    help="Start from ImageNet weights (`hamcli models` says which are here)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this file: ImageNet weights "
+                                           "(with --pretrained) or any state dict / hamcli checkpoint."),
+    freeze_backbone: bool = flag("--freeze-backbone", help="Train only the classifier head."),
+    unfreeze_after: Optional[int] = typer.Option(None, "--unfreeze-after", help="Fine-tune everything from epoch N."),
+    freeze_early: int = typer.Option(0, "--freeze-early", help="Keep the first N backbone modules (stem first) "
+                                     "frozen all run: their ImageNet edge filters need no tuning, and it saves "
+                                     "much of the time."),
+    backbone_lr_mult: float = typer.Option(1.0, "--backbone-lr-mult", help="The pretrained backbone learns at "
+                                           "--lr x this (e.g. 0.1); the new head at --lr."),
+    ema: float = typer.Option(0.0, "--ema", help="Keep a moving average of the weights with this decay (e.g. "
+                              "0.999); it is validated each epoch and saved as best.pt, the raw weights as "
+                              "best_raw.pt."),
+    device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+    precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
+                                                                  "measures on this machine.")),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: ARCH-TIMESTAMP)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN."),
+    max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
+    quiet: bool = flag("--quiet", "-q", help="No progress."),
+    as_json: bool = flag("--json", help="Print a final summary as JSON on stdout."),
+) -> None:
+    """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
+    import json
+
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import resume as resume_run
+    from hamcli.train.engine import train as train_run
+    from hamcli.train.folds import train_folds
+
+    events = _Progress(quiet)
+    try:
+        if resume:
+            run_dir = resume_run(resume, events)
+        else:
+            cfg = TrainConfig(
+                arch=arch, data=data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, early_stop=early_stop,
+                monitor=monitor, class_weight=class_weight, sampler=sampler, label_smoothing=label_smoothing,
+                augment=augment, fold=fold, seed=seed, pretrained=pretrained,
+                weights=str(weights) if weights else None, freeze_backbone=freeze_backbone,
+                unfreeze_after=unfreeze_after, freeze_early=freeze_early, backbone_lr_mult=backbone_lr_mult,
+                ema=ema, device=device, precision=precision, name=name, max_batches=max_batches)
+            run_dir = train_folds(cfg, events) if all_folds else train_run(cfg, events)
+    finally:
+        events.stop()
+    if (run_dir / "family.json").exists():
+        result = json.loads((run_dir / "family.json").read_text())
+        lines = [f"{k.removeprefix('val_')}: {v['mean']:.3f} ± {v['std']:.3f}" for k, v in result["val"].items()]
+        summary = {"run": str(run_dir), **result}
+    else:
+        result = json.loads((run_dir / "metrics.json").read_text())
+        lines = [f"{k}: {v:.3f}" for k, v in result["best"].items()]
+        summary = {"run": str(run_dir), **result}
+    if as_json:
+        render.print_json(summary)
+    else:
+        render.info(f"saved {run_dir} (validation at the best epoch: {', '.join(lines)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

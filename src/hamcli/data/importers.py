@@ -1,0 +1,204 @@
+"""Turning any common copy of HAM10000 into a hamcli dataset, with a validation report.
+
+Accepted: the Kaggle archive or its unpacked folder, the Dataverse zips, a plain folder of
+`<image_id>.jpg` plus a metadata CSV, the ISIC 2018 test set, Kaggle's `hmnist_*_RGB.csv`
+pixel files, and MedMNIST's `dermamnist*.npz`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+import hamcli.fsio as fsio
+import hamcli.paths as paths
+from hamcli.classes import CLASS_CODES, DERMAMNIST_LABELS, HMNIST_LABELS
+from hamcli.data.archive import extract_zip
+from hamcli.data.metadata import Metadata, read_metadata
+from hamcli.data.preprocess import IMAGE_SUFFIXES
+from hamcli.data.raw import Dataset
+from hamcli.errors import DataError
+
+SAMPLES_DIR = Path(__file__).parents[1] / "samples"
+
+
+def _is_metadata_csv(path: Path) -> bool:
+    if path.name.lower().startswith("hmnist"):
+        return False
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except Exception:  # noqa: BLE001 - any unreadable CSV is simply not a metadata candidate
+        return False
+    cols = {c.strip().lower() for c in header}
+    return ("image_id" in cols and "dx" in cols) or ("image" in cols and "mel" in cols)
+
+
+def find_metadata(folder: Path) -> Path | None:
+    """The labelled metadata CSV below `folder`: HAM10000_metadata*.csv first, else any CSV with
+    image_id and dx columns or the ISIC one-hot ground truth."""
+    candidates = sorted(folder.rglob("HAM10000_metadata*.csv")) + sorted(folder.rglob("*.csv"))
+    return next((p for p in candidates if _is_metadata_csv(p)), None)
+
+
+def index_images(folder: Path) -> dict[str, Path]:
+    """image_id (the file's stem) -> path, for every image below `folder`; the first of duplicates wins."""
+    index: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            index.setdefault(path.stem, path)  # Kaggle's archive holds each part twice
+    return index
+
+
+def _check_image(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
+        return f"{path.name}: {exc or type(exc).__name__}"
+    return None
+
+
+def _write_arrays(images: np.ndarray, labels: list[str], ids: list[str], out: Path,
+                  extra: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for arr, image_id in zip(images, ids, strict=True):
+        Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(out / "images" / f"{image_id}.png")
+    table = pd.DataFrame({"image_id": ids, "lesion_id": ids, "dx": labels, **(extra or {})})
+    return table
+
+
+def _from_hmnist(csv: Path, out: Path) -> tuple[pd.DataFrame, dict]:
+    df = pd.read_csv(csv)
+    if "label" not in df.columns:
+        raise DataError(f"{csv}: no 'label' column; expected Kaggle's hmnist_28_28_RGB.csv layout")
+    pixels = df.drop(columns=["label"]).to_numpy(dtype=np.uint8)
+    side = int(round((pixels.shape[1] / 3) ** 0.5))
+    if side * side * 3 != pixels.shape[1]:
+        raise DataError(f"{csv}: {pixels.shape[1]} pixel columns is not an RGB square image; "
+                        "use an hmnist_*_RGB.csv file (the _L files are greyscale and unsupported)")
+    labels = [HMNIST_LABELS[int(v)] for v in df["label"]]
+    ids = [f"hmnist_{i:05d}" for i in range(len(df))]
+    table = _write_arrays(pixels.reshape(-1, side, side, 3), labels, ids, out)
+    return table, {"no_lesion_ids": ["hmnist files carry no lesion ids: each image is its own lesion, "
+                                     "so splits cannot be grouped by lesion"]}
+
+
+def _from_dermamnist(npz: Path, out: Path) -> tuple[pd.DataFrame, dict]:
+    try:
+        data = np.load(npz)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{npz}: not a readable npz file ({exc}); download it again") from None
+    tables = []
+    with data:
+        for split in ("train", "val", "test"):
+            key = f"{split}_images"
+            if key not in data:
+                raise DataError(f"{npz}: no array {key!r}; expected a MedMNIST dermamnist npz")
+            labels = [DERMAMNIST_LABELS[int(v)] for v in np.asarray(data[f"{split}_labels"]).reshape(-1)]
+            ids = [f"dermamnist_{split}_{i:05d}" for i in range(len(labels))]
+            tables.append(_write_arrays(data[key], labels, ids, out, {"official_split": [split] * len(ids)}))
+    return pd.concat(tables, ignore_index=True), {
+        "no_lesion_ids": ["dermamnist carries no lesion ids; its official split (column official_split) "
+                          "was made by MedMNIST"]}
+
+
+def _from_folder(folder: Path, out: Path, meta_path: Path | None) -> tuple[pd.DataFrame, dict]:
+    meta_path = meta_path or find_metadata(folder)
+    if meta_path is None:
+        hmnist = sorted(folder.rglob("hmnist_*_RGB.csv"))
+        if hmnist:
+            return _from_hmnist(hmnist[-1], out)
+        raise DataError(f"{folder}: no metadata CSV found (looked for HAM10000_metadata.csv or a CSV with "
+                        "image_id and dx columns); add one or pass --metadata FILE")
+    meta: Metadata = read_metadata(meta_path)
+    index = index_images(folder)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    problems = dict(meta.problems)
+    keep = []
+    for image_id in meta.table["image_id"]:
+        src = index.get(image_id)
+        if src is None:
+            problems.setdefault("missing_images", []).append(image_id)
+            keep.append(False)
+            continue
+        reason = _check_image(src)
+        if reason:
+            problems.setdefault("unreadable_images", []).append(reason)
+            keep.append(False)
+            continue
+        shutil.copyfile(src, out / "images" / f"{image_id}{src.suffix.lower()}")
+        keep.append(True)
+    listed = set(meta.table["image_id"])
+    unlisted = sorted(k for k in index if k not in listed)
+    if unlisted:
+        problems["unlisted_images"] = unlisted
+    table = meta.table[keep].reset_index(drop=True)
+    return table, problems
+
+
+def _unpack(path: Path, scratch: Path) -> Path:
+    """A folder holding everything in `path`, with any zip archives extracted into `scratch`."""
+    if path.is_file() and path.suffix.lower() == ".zip":
+        extract_zip(path, scratch / path.stem)
+        return scratch
+    zips = sorted(path.glob("*.zip")) if path.is_dir() else []
+    if not zips:
+        return path
+    for z in zips:
+        extract_zip(z, scratch / z.stem)
+    for f in path.iterdir():
+        if f.is_file() and f.suffix.lower() == ".csv":
+            shutil.copyfile(f, scratch / f.name)
+    return scratch
+
+
+def import_dataset(source: Path, name: str = "ham10000", metadata: Path | None = None,
+                   origin: str | None = None) -> Dataset:
+    """Import `source` (a folder, zip, hmnist CSV or dermamnist npz) as dataset `name`."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DataError(f"{source}: no such file or folder; give the path of your HAM10000 copy")
+    target = paths.datasets_dir() / name
+    with fsio.atomic_dir(target) as out, tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        suffix = source.suffix.lower()
+        if source.is_file() and suffix == ".npz":
+            table, problems = _from_dermamnist(source, out)
+        elif source.is_file() and suffix == ".csv":
+            if not source.name.lower().startswith("hmnist"):
+                raise DataError(f"{source}: a metadata CSV alone has no images; pass the folder that holds "
+                                "both the CSV and the images")
+            table, problems = _from_hmnist(source, out)
+        elif source.is_dir() or suffix == ".zip":
+            table, problems = _from_folder(_unpack(source, Path(scratch)), out, metadata)
+        else:
+            raise DataError(f"{source}: unsupported input; give a folder, a .zip, an hmnist_*_RGB.csv "
+                            "or a dermamnist .npz")
+        if table.empty:
+            raise DataError(f"{source}: no usable labelled images found; check the metadata's image_id "
+                            "values against the image file names")
+        table.to_csv(out / "metadata.csv", index=False)
+        report = build_report(table, problems, origin or str(source))
+        fsio.write_json(out / "report.json", report)
+    return Dataset(name, target)
+
+
+def build_report(table: pd.DataFrame, problems: dict, origin: str) -> dict:
+    counts = Counter(table["dx"])
+    return {
+        "origin": origin,
+        "images": int(len(table)),
+        "lesions": int(table["lesion_id"].nunique()),
+        "per_class": {c: int(counts.get(c, 0)) for c in CLASS_CODES},
+        "problems": {k: (v if isinstance(v, list) else [v]) for k, v in problems.items()},
+    }
+
+
+def import_samples(name: str = "samples") -> Dataset:
+    """Import the real HAM10000 images bundled with hamcli (two per class)."""
+    return import_dataset(SAMPLES_DIR, name=name, origin="bundled samples")

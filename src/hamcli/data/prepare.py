@@ -1,0 +1,134 @@
+"""`hamcli prepare`: a split manifest plus a decoded, resized uint8 image cache.
+
+The output folder `prepared/<name>/` holds `manifest.csv` (one row per usable image, in
+cache order), `summary.json` and `images_<W>x<H>.npy` (`images_<S>.npy` for squares), an
+(N, H, W, 3) uint8 array that training memory-maps, so no JPEG is decoded twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import hamcli.fsio as fsio
+import hamcli.paths as paths
+from hamcli._version import __version__
+from hamcli.classes import CLASS_CODES
+from hamcli.data.cache import PreparedDataset, cache_file, fingerprint
+from hamcli.data.preprocess import IMAGE_SUFFIXES, INTERPOLATION, POLICY, decode_all, parse_size, size_text
+from hamcli.data.raw import Dataset, open_dataset
+from hamcli.data.splits import SplitSpec, assign_folds, assign_split, leaked_lesions, stratified_limit
+from hamcli.errors import DataError, UsageError
+
+RESIZE_POLICY = ("the largest centred box of the target's aspect ratio (the centre square for a square size, "
+                 "the whole 4:3 frame for 4:3), bilinear resize, JPEG draft decoding")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    split: str = "90/10"
+    size: str = "128"  # a side (a square) or WIDTHxHEIGHT, e.g. 200x150
+    seed: int = 42
+    group_by: str = "lesion"
+    folds: int = 0
+    limit: int | None = None
+    workers: int = 0  # 0: one per CPU core
+
+
+def _image_files(ds: Dataset) -> dict[str, Path]:
+    return {p.stem: p for p in ds.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def prepare(source: str | None = None, name: str | None = None, config: PrepareConfig | None = None,
+            progress: Progress | None = None) -> PreparedDataset:
+    """Split dataset `source` and build its image cache as prepared dataset `name`."""
+    config = config or PrepareConfig()
+    spec = SplitSpec.parse(config.split)
+    if config.group_by not in ("lesion", "image"):
+        raise UsageError(f"--group-by {config.group_by!r}: choose lesion or image")
+    size = parse_size(config.size)
+    ds = open_dataset(source)
+    name = name or ds.name
+    table = pd.read_csv(ds.metadata, dtype=str, keep_default_na=False)
+    files = _image_files(ds)
+    excluded: dict[str, str] = {}
+    missing = ~table["image_id"].isin(files)
+    for image_id in table.loc[missing, "image_id"]:
+        excluded[image_id] = "image file missing"
+    table = table[~missing].reset_index(drop=True)
+    if config.limit:
+        table = stratified_limit(table, config.limit, config.seed)
+
+    with fsio.atomic_dir(paths.prepared_dir() / name) as out:
+        cache_path = out / cache_file(size)
+        cache = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.uint8, shape=(len(table), *size, 3))
+        paths_in_order = [files[i] for i in table["image_id"]]
+        failures = decode_all(paths_in_order, size, cache, config.workers, progress)
+        if failures:
+            good = np.array([i not in failures for i in range(len(table))])
+            for i, reason in failures.items():
+                excluded[table["image_id"].iloc[i]] = reason
+            kept = np.asarray(cache[good])
+            del cache
+            np.save(cache_path, kept)
+            table = table[good].reset_index(drop=True)
+            paths_in_order = [p for p, g in zip(paths_in_order, good, strict=True) if g]
+        else:
+            cache.flush()
+            del cache
+        if table.empty:
+            raise DataError(f"{ds.root}: no usable images to prepare (all {len(excluded)} were excluded)")
+        if config.group_by == "image":
+            warnings.warn("--group-by image splits images of one lesion across train and test; results will "
+                          "be inflated and are not comparable with lesion-grouped ones", stacklevel=2)
+        split = assign_split(table, spec, config.seed, config.group_by)
+        fold = (assign_folds(table, split, config.folds, config.seed, config.group_by)
+                if config.folds else np.full(len(table), -1))
+        manifest = table.copy()
+        manifest.insert(3, "split", split)
+        manifest.insert(4, "fold", fold)
+        manifest.insert(5, "file", [p.name for p in paths_in_order])
+        manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
+        (out / "manifest.csv").write_bytes(manifest_bytes)
+        summary = {
+            "name": name,
+            "source": ds.name,
+            "source_root": str(ds.root),
+            "origin": ds.report.get("origin", ""),
+            "config": asdict(config),
+            "split": str(spec),
+            "has_val": bool(spec.val),
+            "size": list(size),
+            "size_text": size_text(size),
+            "preprocess": {"policy": POLICY, "interpolation": INTERPOLATION},
+            "resize_policy": RESIZE_POLICY,
+            "images": int(len(manifest)),
+            "lesions": int(manifest["lesion_id"].nunique()),
+            "counts": {s: {c: int(((manifest["split"] == s) & (manifest["dx"] == c)).sum()) for c in CLASS_CODES}
+                       for s in ("train", "val", "test")},
+            "leaked_lesions": leaked_lesions(manifest, split),
+            "excluded": excluded,
+            "fingerprint": fingerprint(manifest_bytes, size),
+            "hamcli_version": __version__,
+        }
+        fsio.write_json(out / "summary.json", summary)
+    return PreparedDataset.open(name)
+
+
+def export_folders(prepared: PreparedDataset, target: Path) -> Path:
+    """Copy the images into `target/<split>/<dx>/`, the layout ImageFolder and Keras projects read."""
+    manifest = prepared.manifest
+    source_images = Path(prepared.summary["source_root"]) / "images"
+    with fsio.atomic_dir(Path(target)) as out:
+        for split, dx, file in manifest[["split", "dx", "file"]].itertuples(index=False):
+            folder = out / split / dx
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source_images / file, folder / file)
+    return Path(target)

@@ -1,0 +1,117 @@
+"""`hamcli evaluate`: score runs on their held-out test split or on any labelled folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import hamcli.evaluate.metrics as metrics
+from hamcli.classes import CLASS_CODES, encode
+from hamcli.data.cache import PreparedDataset
+from hamcli.errors import DataError, NotFoundError
+from hamcli.inference.predictor import Predictor
+from hamcli.runs import family_members, is_family, resolve_model
+
+
+@dataclass
+class EvalSet:
+    name: str
+    image_ids: list[str]
+    lesion_ids: list[str] | None  # None where lesions are unknown: bootstrap by image
+    y_true: np.ndarray
+    images: np.ndarray  # (N, S, S, 3) uint8, preprocessed as the checkpoint records
+    skipped: list[str] = field(default_factory=list)
+    left_out: int = 0  # images the model was trained or validated on
+
+
+def test_split(predictor: Predictor) -> EvalSet:
+    """The test split of the prepared dataset the run was trained on, checked by fingerprint."""
+    card = predictor.card
+    if "bundle" in predictor.ckpt_meta:
+        raise NotFoundError(f"{card.path}: the bundled model's test split does not ship with hamcli; score a "
+                            "labelled folder with --data DIR (images it was trained on are left out)")
+    try:
+        prepared = PreparedDataset.open(card.data_name)
+    except NotFoundError:
+        raise NotFoundError(f"{card.path}: its prepared dataset {card.data_name!r} is gone; re-create it with "
+                            "`hamcli prepare`, or score a labelled folder with --data DIR") from None
+    if prepared.fingerprint != card.data_fingerprint:
+        raise DataError(f"{card.path}: prepared dataset {prepared.name!r} changed since training (fingerprint "
+                        f"{prepared.fingerprint}, run trained on {card.data_fingerprint}); its test split may "
+                        "overlap the training images, so evaluate with --data DIR or retrain")
+    m = prepared.manifest
+    rows = np.flatnonzero(m["split"].to_numpy() == "test")
+    if not len(rows):
+        raise DataError(f"{prepared.root}: no test split; prepare with e.g. --split 85/15, or use --data DIR")
+    images = prepared.images()[rows]
+    return EvalSet(f"{prepared.name} (test split)", m["image_id"].iloc[rows].tolist(),
+                   m["lesion_id"].iloc[rows].tolist(), encode(m["dx"].iloc[rows]), np.asarray(images))
+
+
+def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
+    """A metadata CSV (HAM10000 or ISIC one-hot) beside images, decoded with the checkpoint's preprocessing."""
+    from hamcli.data.importers import find_metadata, index_images
+    from hamcli.data.metadata import read_metadata
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; --data needs a folder with images and a metadata CSV")
+    meta_path = find_metadata(folder)
+    if meta_path is None:
+        raise DataError(f"{folder}: no metadata CSV with image_id and dx columns (or ISIC one-hot ground truth)")
+    meta = read_metadata(meta_path)
+    index = index_images(folder)
+    table = meta.table[meta.table["image_id"].isin(index)]
+    skipped = [f"{i}: image file missing" for i in meta.table["image_id"] if i not in index]
+    # Scoring a model on images it learnt from (or was selected on) flatters it: leave them out.
+    seen = table["image_id"].isin(predictor.ckpt_meta.get("data", {}).get("seen_image_ids", ()))
+    table = table[~seen]
+    if table.empty:
+        raise DataError(f"{folder}: no image left to score; the model was trained or validated on all of them")
+    files = [index[i] for i in table["image_id"]]
+    arr, ok, failures = predictor.decode(files)
+    skipped += [f.reason for f in failures]
+    table = table.iloc[ok]
+    if table.empty:
+        raise DataError(f"{folder}: none of the images listed in {meta_path.name} could be read")
+    known_lesions = "no_lesion_ids" not in meta.problems
+    return EvalSet(str(folder), table["image_id"].tolist(), table["lesion_id"].tolist() if known_lesions else None,
+                   encode(table["dx"]), arr, skipped, int(seen.sum()))
+
+
+def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = False, tta: bool = False,
+                        bootstrap: int = 1000, batch_size: int = 64) -> dict:
+    """Metrics (and per-image predictions) for one run or checkpoint."""
+    predictor = Predictor.load(ref)
+    evalset = labelled_folder(data, predictor) if data else test_split(predictor)
+    probs = predictor.probabilities(evalset.images, batch_size=batch_size, tta=tta)
+    train_counts = predictor.ckpt_meta.get("data", {}).get("train_counts")
+    report = metrics.full_report(evalset.y_true, probs, train_counts)
+    if ci:
+        groups = np.asarray(evalset.lesion_ids if evalset.lesion_ids else evalset.image_ids)
+        report["ci95"] = metrics.bootstrap_ci(evalset.y_true, probs, groups, n=bootstrap)
+        report["ci_resampled_by"] = "lesion" if evalset.lesion_ids else "image"
+    predictions = pd.DataFrame({"image_id": evalset.image_ids,
+                                "true_dx": [CLASS_CODES[i] for i in evalset.y_true],
+                                "pred_dx": [CLASS_CODES[i] for i in probs.argmax(1)]})
+    for i, code in enumerate(CLASS_CODES):
+        predictions[f"p_{code}"] = probs[:, i].round(6)
+    return {"run": predictor.card.path.parent.name, "checkpoint": str(predictor.card.path),
+            "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "skipped": evalset.skipped,
+            "left_out_seen": evalset.left_out,
+            "metrics": report, "predictions": predictions, "probs": probs, "y_true": evalset.y_true}
+
+
+def evaluate(ref: str | Path | None = None, **kwargs) -> dict:
+    """One run, or a K-fold family (each member scored, then mean and standard deviation)."""
+    run_path = resolve_model(ref)
+    if run_path.is_dir() and is_family(run_path):
+        members = [evaluate_checkpoint(m, **kwargs) for m in family_members(run_path)]
+        keys = [k for k, v in members[0]["metrics"].items() if isinstance(v, float)]
+        stats = {k: {"mean": float(np.nanmean([m["metrics"][k] for m in members])),
+                     "std": float(np.nanstd([m["metrics"][k] for m in members]))} for k in keys}
+        return {"run": run_path.name, "family": True, "members": members, "metrics_mean_std": stats}
+    return evaluate_checkpoint(run_path, **kwargs)

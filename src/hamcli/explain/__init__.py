@@ -1,0 +1,1 @@
+"""Explaining predictions: class activation maps (Grad-CAM and kin) and their overlays."""

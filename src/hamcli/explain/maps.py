@@ -1,0 +1,157 @@
+"""Grad-CAM for trained models: heat maps at the original image's resolution.
+
+    >>> import hamcli
+    >>> from hamcli.explain.maps import explain
+    >>> from hamcli.explain.overlay import overlay
+    >>> result = explain(hamcli.load_model(), "lesion.jpg")     # result.heatmap: (H, W) in [0, 1]
+    >>> overlay(result.image, result.heatmap).save("cam.png")
+
+The model sees the policy's crop of the image (the shared preprocessing: the centre square, or the whole
+4:3 frame for a 4:3 model); the map covers that box and is zero outside it, where the model saw nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from hamcli.classes import CLASS_CODES, CLASS_INDEX
+from hamcli.data.preprocess import crop_box, load, open_rgb, to_float
+from hamcli.errors import UsageError
+from hamcli.inference.predictor import Predictor
+from hamcli.models.zoo import get_spec
+
+if TYPE_CHECKING:
+    import torch
+
+MIN_MAP_SIDE = 3  # a 2x2 (or 1x1) map says almost nothing about where the model looked
+
+
+@dataclass
+class Explanation:
+    source: str
+    image: Image.Image  # the original, upright, RGB
+    heatmap: np.ndarray  # (H, W) float32 in [0, 1], same size as image
+    target: str  # the class explained
+    predicted: str
+    probability: float  # of the predicted class
+    target_probability: float
+    method: str
+    layer: str
+    map_size: tuple[int, int]  # the explained layer's (height, width) for this input
+
+
+def _target(target: str):  # noqa: ANN202 - a class index tensor or a callable on the logits
+    import torch
+
+    if target == "pred":
+        return lambda logits: logits.argmax(1)
+    if target not in CLASS_INDEX:
+        raise UsageError(f"--class {target!r}: choose pred or one of {', '.join(CLASS_CODES)}")
+    return torch.tensor([CLASS_INDEX[target]])
+
+
+def feature_map_sizes(model: torch.nn.Module, size: tuple[int, int], names: tuple[str, ...]
+                      ) -> dict[str, tuple[int, int]]:
+    """The (h, w) of each named layer's output for one input of `size`, measured on the meta device."""
+    import copy
+
+    import torch
+
+    meta = copy.deepcopy(model).to("meta")
+    found: dict[str, tuple[int, int]] = {}
+    handles = []
+    for name in names:
+        try:
+            layer = meta.get_submodule(name)
+        except AttributeError:
+            continue
+        handles.append(layer.register_forward_hook(
+            lambda m, i, o, name=name: found.__setitem__(name, tuple(o.shape[-2:]))
+            if isinstance(o, torch.Tensor) and o.dim() == 4 else None))
+    try:
+        with torch.no_grad():
+            meta(torch.empty(1, 3, *size, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def default_layer(predictor: Predictor) -> tuple[str, tuple[int, int]]:
+    """The deepest of the zoo's candidate layers whose map is larger than 2x2 at this model's input size."""
+    candidates = get_spec(predictor.card.arch).cam_layers
+    sizes = feature_map_sizes(predictor.model, predictor.input_size, candidates)
+    for name in candidates:
+        if name in sizes and min(sizes[name]) >= MIN_MAP_SIDE:
+            return name, sizes[name]
+    name = next((n for n in candidates if n in sizes), candidates[0])
+    return name, sizes.get(name, (0, 0))
+
+
+def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = "pred", method: str = "gradcam",
+            layer: str | None = None) -> Explanation:
+    """Explain one image: which regions raised the score of `target` ('pred' or a class code)."""
+    import torch
+    import torch.nn.functional as F
+
+    from hamcli.explain.methods import get_method
+
+    cam_cls = get_method(method)
+    chosen = _target(target)
+    if layer is None:
+        layer, map_size = default_layer(predictor)
+    else:
+        map_size = feature_map_sizes(predictor.model, predictor.input_size, (layer,)).get(layer, (0, 0))
+    cam = cam_cls(predictor.model, layer)
+    original = open_rgb(item)  # full resolution, for the overlay
+    # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does,
+    # so the explained probabilities are the ones predict reports.
+    x = to_float(torch.from_numpy(load(item, predictor.input_size))[None], predictor.mean, predictor.std)
+    x = x.to(predictor.prec.device)
+    if isinstance(chosen, torch.Tensor):
+        chosen = chosen.to(x.device)
+    maps, probs_t = cam(x, chosen)  # one forward pass: prediction and explanation together
+    probs = probs_t[0].float().cpu().numpy()
+    index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
+    w, h = original.size
+    left, top, right, bottom = crop_box(w, h, predictor.input_size)
+    box = F.interpolate(maps[None].float(), size=(bottom - top, right - left), mode="bilinear",
+                        align_corners=False)[0, 0]
+    lo, hi = box.min(), box.max()
+    box = (box - lo) / (hi - lo) if hi > lo else torch.zeros_like(box)  # [0, 1] after upsampling
+    full = np.zeros((h, w), dtype=np.float32)
+    full[top:bottom, left:right] = box.clamp(0, 1).cpu().numpy()
+    predicted = int(probs.argmax())
+    return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, full,
+                       CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
+                       method, layer, map_size)
+
+
+def heatmap(predictor: Predictor, item: str | Path | Image.Image, **kwargs) -> np.ndarray:
+    """Just the (H, W) heat map in [0, 1]."""
+    return explain(predictor, item, **kwargs).heatmap
+
+
+def list_layers(predictor: Predictor, depth: int = 2) -> list[tuple[str, tuple[int, ...]]]:
+    """Layers (up to `depth` dots deep) whose output is a feature map, with its shape for one image."""
+    import torch
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in predictor.model.named_modules():
+        if name and name.count(".") < depth:
+            handles.append(module.register_forward_hook(
+                lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))
+                if isinstance(o, torch.Tensor) and o.dim() == 4 else None))
+    try:
+        with torch.inference_mode():
+            predictor.model(torch.zeros(1, 3, *predictor.input_size, device=predictor.prec.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(shapes.items())

@@ -1,0 +1,1 @@
+"""Running a trained model: the predictor and its batched forward pass."""

@@ -1,0 +1,192 @@
+"""Loading a trained model for inference, and predicting images in batches.
+
+    >>> import hamcli
+    >>> model = hamcli.load_model()            # the latest run (else the bundled model); or a run, .pt or "bundled"
+    >>> model.predict("lesion.jpg").code
+    'nv'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import hamcli.models.checkpoint as checkpoint
+from hamcli.classes import CLASS_NAMES
+from hamcli.data.preprocess import ImageReadError, decode_all
+from hamcli.models.precision import Precision
+from hamcli.runs import resolve_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    ImageInput = str | Path | Image.Image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    source: str
+    code: str
+    probability: float
+    probabilities: dict[str, float]
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return CLASS_NAMES[self.code]
+
+    def as_dict(self) -> dict:
+        return {"path": self.source, "code": self.code, "name": self.name, "probability": self.probability,
+                "top_k": [{"code": c, "probability": p} for c, p in self.top_k],
+                "probabilities": self.probabilities}
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: str
+    reason: str
+
+
+class Predictor:
+    """A model with its recorded preprocessing; `predict` takes paths, PIL images or lists of them."""
+
+    def __init__(self, model: torch.nn.Module, card: checkpoint.CheckpointInfo, ckpt: dict, prec: Precision) -> None:
+        import torch
+
+        self.model = model.to(prec.device).eval()
+        self.card = card
+        self.ckpt_meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler",
+                                                                     "generator", "torch_rng")}
+        self.prec = prec  # for one image at a time: fp32 on CPU
+        self._batch_prec: Precision | None = None
+        self._fused: torch.nn.Module | None = None
+        self.mean = torch.tensor(card.mean)
+        self.std = torch.tensor(card.std)
+
+    @classmethod
+    def load(cls, ref: str | Path | None = None, device: str = "auto") -> Predictor:
+        from hamcli.models.precision import resolve_device
+
+        path = resolve_checkpoint(ref)
+        ckpt = checkpoint.load(path)
+        card = checkpoint.CheckpointInfo.from_checkpoint(ckpt, path)
+        dev = resolve_device(device)
+        # On CUDA, mixed precision; on CPU, fp32 until a batch asks for the precision measured on this machine
+        # (never the training machine's choice: bf16 is emulated, and slow, on many CPUs).
+        prec = Precision(dev, "fp16" if dev == "cuda" else "fp32", dev == "cuda", "default")
+        return cls(checkpoint.build_from(ckpt, path), card, ckpt, prec)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        return self.card.input_size
+
+    @property
+    def preprocess(self):  # noqa: ANN201 - a hamcli.data.preprocess.Preprocess
+        return self.card.preprocess
+
+    def decode(self, items: Sequence[ImageInput], workers: int = 0) -> tuple[np.ndarray, list[int], list[Failure]]:
+        """Decode with the checkpoint's preprocessing; returns (array, indices decoded, failures)."""
+        h, w = self.input_size
+        out = np.empty((len(items), h, w, 3), dtype=np.uint8)
+        failed = decode_all(items, (h, w), out, workers)
+        ok = [i for i in range(len(items)) if i not in failed]
+        return out[ok], ok, [Failure(str(items[i]), reason) for i, reason in sorted(failed.items())]
+
+    def batch_precision(self, batch_size: int) -> Precision:
+        """For many images on CPU: the fastest precision measured on this machine (remembered per model)."""
+        if self._batch_prec is None:
+            self._batch_prec = self.prec
+            if self.prec.device == "cpu":
+                from hamcli.models.build import build_model
+                from hamcli.models.precision import measure_cpu
+
+                self._batch_prec = measure_cpu(f"{self.card.arch}-{self.input_size[1]}x{self.input_size[0]}",
+                                               lambda: build_model(self.card.arch)[0], self.input_size,
+                                               batch_size, train=False)
+        return self._batch_prec
+
+    def _batch_model(self, prec: Precision) -> torch.nn.Module:
+        """For many images: a copy with batch norm folded into the convolutions (same outputs, fewer passes).
+
+        `self.model` itself stays untouched, so Grad-CAM's hooks still find every layer.
+        """
+        if self._fused is None:
+            self._fused = self.model
+            if self.prec.device == "cpu":
+                import copy
+
+                from torch.fx.experimental.optimization import fuse
+
+                try:
+                    self._fused = fuse(copy.deepcopy(self.model)).eval()
+                except Exception:  # noqa: BLE001 - a model torch.fx cannot trace keeps its plain form
+                    self._fused = self.model
+        return self._fused.to(memory_format=prec.memory_format)
+
+    def probabilities(self, images: np.ndarray, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+        """(N, classes) probabilities for (N, H, W, 3) uint8 images already preprocessed."""
+        import torch
+
+        from hamcli.inference.forward import logits
+
+        if len(images) > 8:  # folding and measuring cost more than a few images
+            prec = self.batch_precision(batch_size)
+            model = self._batch_model(prec)
+        else:
+            prec, model = self.prec, self.model
+        out = logits(model, torch.from_numpy(np.ascontiguousarray(images)), prec, self.mean, self.std,
+                     batch_size=batch_size, tta=tta, num_classes=len(self.classes))
+        return out.softmax(1).numpy()
+
+    def _rows(self, sources: list[str], probs: np.ndarray, top_k: int) -> list[Prediction]:
+        rows = []
+        for src, p in zip(sources, probs, strict=True):
+            order = np.argsort(-p, kind="stable")
+            rows.append(Prediction(src, self.classes[order[0]], float(p[order[0]]),
+                                   {c: float(v) for c, v in zip(self.classes, p, strict=True)},
+                                   [(self.classes[i], float(p[i])) for i in order[:top_k]]))
+        return rows
+
+    def predict_many(self, items: Sequence[ImageInput], top_k: int = 3, batch_size: int = 64, tta: bool = False,
+                     chunk: int = 512, on_result: Callable[[Prediction | Failure], None] | None = None
+                     ) -> list[Prediction | Failure]:
+        """Predict in input order; unreadable inputs come back as Failure, the rest still run."""
+        results: list[Prediction | Failure] = []
+        for start in range(0, len(items), chunk):
+            part = list(items[start:start + chunk])
+            arr, ok, failures = self.decode(part)
+            probs = self.probabilities(arr, batch_size, tta) if len(arr) else np.empty((0, len(self.classes)))
+            preds = iter(self._rows([_label(part[i]) for i in ok], probs, top_k))
+            fails = iter(failures)
+            okset = set(ok)
+            for i in range(len(part)):
+                row = next(preds) if i in okset else next(fails)
+                results.append(row)
+                if on_result:
+                    on_result(row)
+        return results
+
+    def predict(self, item: ImageInput | Iterable[ImageInput], top_k: int = 3, tta: bool = False
+                ) -> Prediction | list[Prediction]:
+        """One image -> one Prediction; a list -> a list. Raises on an unreadable image."""
+        single = isinstance(item, (str, Path)) or hasattr(item, "mode")
+        items = [item] if single else list(item)
+        rows = self.predict_many(items, top_k=top_k, tta=tta)
+        for row in rows:
+            if isinstance(row, Failure):
+                raise ImageReadError(row.reason)
+        return rows[0] if single else rows
+
+
+def _label(item: object) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"

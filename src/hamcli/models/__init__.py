@@ -1,0 +1,1 @@
+"""The model zoo: architectures by name, pretrained weights, checkpoints and the precision to run them in."""

@@ -1,0 +1,96 @@
+"""Every training option, as one frozen dataclass with its allowed values and its checks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from hamcli.errors import UsageError
+from hamcli.models.precision import DEVICES, PRECISIONS
+from hamcli.models.zoo import get_spec
+from hamcli.runs import check_run_name
+
+MONITORS = {"balanced_accuracy": 1.0, "macro_f1": 1.0, "loss": -1.0}  # +1: higher is better
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "onecycle", "plateau", "none")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+SAMPLERS = ("none", "weighted")
+AUGMENTS = ("none", "light", "strong")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "lenet"
+    data: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    early_stop: int = 0
+    monitor: str = "balanced_accuracy"
+    class_weight: str = "none"
+    sampler: str = "none"
+    label_smoothing: float = 0.0
+    augment: str = "light"
+    fold: int | None = None
+    seed: int = 42
+    pretrained: bool = False
+    weights: str | None = None
+    freeze_backbone: bool = False
+    unfreeze_after: int | None = None
+    freeze_early: int = 0  # backbone modules (stem first) kept frozen for the whole run
+    backbone_lr_mult: float = 1.0  # the pretrained backbone learns at lr x this; the new head at lr
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; 0.999 typical)
+    device: str = "auto"
+    precision: str = "auto"
+    name: str | None = None
+    max_batches: int | None = None  # cap on batches per epoch, for smoke runs
+
+    def check(self) -> None:
+        get_spec(self.arch)
+        for value, allowed, option in ((self.optimizer, OPTIMIZERS, "--optimizer"),
+                                       (self.schedule, SCHEDULES, "--schedule"),
+                                       (self.monitor, tuple(MONITORS), "--monitor"),
+                                       (self.class_weight, CLASS_WEIGHTS, "--class-weight"),
+                                       (self.sampler, SAMPLERS, "--sampler"),
+                                       (self.augment, AUGMENTS, "--augment"),
+                                       (self.device, DEVICES, "--device"),
+                                       (self.precision, PRECISIONS, "--precision")):
+            if value not in allowed:
+                raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+        for option, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise UsageError(f"{option} {value}: must be at least 1")
+        for option, value in (("--lr", self.lr), ("--backbone-lr-mult", self.backbone_lr_mult)):
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{option} {value}: must be a positive number")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"--weight-decay {self.weight_decay}: must be zero or positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing {self.label_smoothing}: must be in [0, 1)")
+        if not 0 <= self.ema < 1:
+            raise UsageError(f"--ema {self.ema}: a decay in [0, 1), e.g. 0.999 (0 turns it off)")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be at least 0 and below --epochs")
+        if self.warmup_epochs and self.schedule == "plateau":
+            raise UsageError("--warmup-epochs works with --schedule cosine, onecycle or none, not plateau")
+        if self.freeze_early < 0 or self.early_stop < 0:
+            raise UsageError("--freeze-early and --early-stop must be zero or positive")
+        if self.unfreeze_after is not None and (self.unfreeze_after < 1 or not self.freeze_backbone):
+            raise UsageError("--unfreeze-after N needs --freeze-backbone and N >= 1")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise UsageError(f"--max-batches {self.max_batches}: must be at least 1")
+        if self.name:
+            check_run_name(self.name)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """A config from a run's record; keys this hamcli does not know are refused, naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,140 @@
+"""Optimiser, learning-rate schedule, layer freezing and the moving average of the weights.
+
+Fine-tuning as timm does it: the new head learns at `lr`, the pretrained backbone at `lr x
+backbone_lr_mult`; an optional linear warm-up; frozen layers keep their batch-norm statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from hamcli.errors import UsageError
+from hamcli.models.zoo import ModelSpec
+from hamcli.train.config import MONITORS, TrainConfig
+
+
+def param_groups(model: nn.Module, head: str, cfg: TrainConfig) -> list[dict]:
+    """Two groups, head and backbone, with their own learning rates; no weight decay on norms and biases."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        is_head = name.startswith(head + ".")
+        decay = p.ndim > 1
+        groups.setdefault((is_head, decay), []).append(p)
+    out = []
+    for (is_head, decay), params in sorted(groups.items()):
+        lr = cfg.lr if is_head else cfg.lr * cfg.backbone_lr_mult
+        out.append({"params": params, "lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0,
+                    "name": f"{'head' if is_head else 'backbone'}{'' if decay else '-no-decay'}"})
+    return out
+
+
+def optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr)
+
+
+def scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):  # noqa: ANN201
+    """Stepped once per batch (plateau: once per epoch, on the monitored metric)."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.3
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                   total_steps=total, pct_start=pct)
+    if cfg.schedule == "plateau":
+        mode = "max" if MONITORS[cfg.monitor] > 0 else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.3, patience=2)
+    if cfg.schedule == "none" and not warm:
+        return None
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.01 + 0.99 * step / warm
+        if cfg.schedule == "none":
+            return 1.0
+        progress = (step - warm) / max(1, total - warm)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))  # cosine down to 1 %
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def stage_modules(model: nn.Module, spec: ModelSpec) -> list[tuple[str, nn.Module]]:
+    """The backbone's modules in input order, as the zoo lists them ("name.*": the children of name)."""
+    out = []
+    for entry in spec.stages:
+        if entry.endswith(".*"):
+            parent = entry[:-2]
+            out.extend((f"{parent}.{name}", m) for name, m in model.get_submodule(parent).named_children())
+        else:
+            out.append((entry, model.get_submodule(entry)))
+    return out
+
+
+class Freezer:
+    """Which parameters learn: the whole backbone while `--freeze-backbone` holds, and the first
+    `--freeze-early` modules always. Frozen modules stay in eval mode, so their batch norm neither
+    updates its statistics nor normalises with the batch's."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, cfg: TrainConfig) -> None:
+        stages = stage_modules(model, spec)
+        if cfg.freeze_early > len(stages):
+            raise UsageError(f"--freeze-early {cfg.freeze_early}: {spec.name} has {len(stages)} backbone modules")
+        self.model, self.head, self.cfg = model, spec.head, cfg
+        self.early = [m for _, m in stages[:cfg.freeze_early]]
+        self.backbone_frozen = cfg.freeze_backbone
+
+    def epoch(self, epoch: int) -> None:
+        """Set trainable flags for `epoch` (1-based); call before model.train()."""
+        cfg = self.cfg
+        if self.backbone_frozen and cfg.unfreeze_after is not None and epoch >= cfg.unfreeze_after:
+            self.backbone_frozen = False
+        head = self.model.get_submodule(self.head)
+        for p in self.model.parameters():
+            p.requires_grad = not self.backbone_frozen
+        for p in head.parameters():
+            p.requires_grad = True
+        for module in self.early:
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train_mode(self) -> None:
+        """model.train(), except every module whose parameters are all frozen (batch norm, drop-path)."""
+        self.model.train()
+        for module in self.model.modules():
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+class EMA:
+    """An exponential moving average of the weights (timm's ModelEmaV3: decay warms up over the first steps)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad = False
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if ema_v.is_floating_point():
+                ema_v.lerp_(v.detach(), 1 - d)
+            else:
+                ema_v.copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"state_dict": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["state_dict"])
+        self.updates = int(state["updates"])
