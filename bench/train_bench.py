@@ -52,13 +52,13 @@ def plain_loop(arch: str, size: int, folder: Path, batch: int, batches: int) -> 
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from hamcli.models.registry import build_model
+    from hamcli.models.build import build_model
 
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size),
                              transforms.RandomHorizontalFlip(), transforms.ToTensor(),
                              transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     loader = DataLoader(datasets.ImageFolder(str(folder), tf), batch_size=batch, shuffle=True, num_workers=2)
-    model = build_model(arch).train()
+    model = build_model(arch)[0].train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     seen, start = 0, None
@@ -76,9 +76,9 @@ def plain_loop(arch: str, size: int, folder: Path, batch: int, batches: int) -> 
 
 
 def synthetic(arch: str, size: int, batch: int, batches: int, prec) -> float:  # noqa: ANN001
-    from hamcli.models.registry import build_model
+    from hamcli.models.build import build_model
 
-    model = build_model(arch).train().to(memory_format=prec.memory_format)
+    model = build_model(arch)[0].train().to(memory_format=prec.memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=prec.memory_format)
     y = torch.randint(0, 7, (batch,))
@@ -106,7 +106,8 @@ def main() -> None:
     env = dict(os.environ)
     run_cli(["download", "--from", str(args.data / "images"), "--metadata",
              str(args.data / "HAM10000_metadata.csv"), "--json"], env)
-    from hamcli.train.engine import TrainConfig, Trainer
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import Trainer
 
     for arch, size in [] if args.memory_only else CASES:
         name = f"s{size}"

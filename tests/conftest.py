@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import io
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +70,7 @@ class FileServer:
         self.redirects: dict[str, str] = {}
         self.ignore_range = False
         self.cut_after: int | None = None  # close the connection after this many bytes, once
+        self.always_cut_after: int | None = None  # ... on every request
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -96,8 +100,9 @@ class FileServer:
                 payload = body[start:]
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                if server.cut_after is not None:
-                    cut, server.cut_after = server.cut_after, None
+                if server.cut_after is not None or server.always_cut_after is not None:
+                    cut = server.cut_after if server.cut_after is not None else server.always_cut_after
+                    server.cut_after = None
                     self.wfile.write(payload[:cut])
                     self.wfile.flush()
                     self.close_connection = True
@@ -158,6 +163,36 @@ def _copy_home(template: tuple[Path, Path], home: Path, tmp_path: Path) -> None:
 
     shutil.copytree(template[0], home, dirs_exist_ok=True)
     shutil.copytree(template[1], tmp_path / "tiny", dirs_exist_ok=True)  # the images, as a folder to score
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake_ham_source(file_server, dataset_folder, monkeypatch):
+    """A two-zip-plus-CSV source, like the Dataverse record, served on 127.0.0.1."""
+    import hamcli.data.sources as sources
+    from hamcli.data.sources import RemoteFile, Source
+
+    images = sorted((dataset_folder / "images").iterdir())
+    half = len(images) // 2
+    part1 = zip_bytes({f"{p.name}": p.read_bytes() for p in images[:half]})
+    part2 = zip_bytes({f"{p.name}": p.read_bytes() for p in images[half:]})
+    meta = (dataset_folder / "HAM10000_metadata.csv").read_bytes()
+    files = {"HAM10000_images_part_1.zip": part1, "HAM10000_images_part_2.zip": part2,
+             "HAM10000_metadata.csv": meta}
+    for name, body in files.items():
+        file_server.files[f"/files/{name}"] = body
+    table = tuple(RemoteFile(n, f"{file_server.base}/files/{n}", md5=hashlib.md5(b).hexdigest())
+                  for n, b in files.items())
+    source = Source("ham10000", "test", "http://example.invalid", "test licence", table, images=len(images))
+    monkeypatch.setitem(sources.SOURCES, "ham10000", source)
+    return file_server, len(images)
 
 
 @pytest.fixture

@@ -88,3 +88,23 @@ def test_real_process_error_is_one_red_line(tmp_path):
     assert done.stdout == ""
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_models_lists_every_architecture_with_its_weights_and_parameters():
+    import torch
+
+    from hamcli.models.build import build_model, count_parameters
+    from hamcli.models.zoo import MODELS
+
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == set(MODELS)
+    assert rows["lenet"]["parameters"] == count_parameters(build_model("lenet")[0])
+    with torch.device("meta"):
+        assert rows["efficientnet_lite0"]["parameters"] == count_parameters(build_model("efficientnet_lite0")[0])
+    assert rows["lenet"]["imagenet_weights"] == "none"
+    assert rows["efficientnet_lite0"]["imagenet_weights"] == "installed"  # the dev extra installs lite0's package
+    assert rows["resnet18"]["imagenet_weights"] == "download"  # nothing in this test's torch cache
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0 and "efficientnet_lite0" in table.stdout

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -94,36 +92,37 @@ def test_redirect_is_followed(file_server, tmp_path):
     assert dest.read_bytes() == body
 
 
-def test_unreachable_server_fails_after_retries_and_keeps_partial(tmp_path):
+def test_unreachable_server_fails_after_retries_and_claims_no_partial(tmp_path):
     dest = tmp_path / "f.bin"
-    with pytest.raises(DownloadError, match="3 attempts"):
+    with pytest.raises(DownloadError, match="3 attempts") as info:
         fetch(RemoteFile("f.bin", "http://127.0.0.1:9/f.bin"), dest, policy=FAST)
+    assert "kept" not in str(info.value) and not list(tmp_path.iterdir())
 
 
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+def test_failing_server_keeps_the_partial_file_and_the_next_run_resumes_it(file_server, tmp_path):
+    body = bytes(range(256)) * 400
+    file_server.files["/f.bin"] = body
+    file_server.always_cut_after = 1000  # every response stops after 1,000 bytes
+    dest = tmp_path / "f.bin"
+    remote = RemoteFile("f.bin", f"{file_server.base}/f.bin", md5=_md5(body))
+    with pytest.raises(DownloadError, match="is kept") as info:
+        fetch(remote, dest, policy=FAST)
+    part = tmp_path / "f.bin.part"
+    assert str(part) in str(info.value) and not dest.exists()
+    kept = part.read_bytes()
+    assert len(kept) == 3 * 1000 and kept == body[:3000]  # three attempts, each resumed where it stopped
+    file_server.always_cut_after = None
+    fetch(remote, dest, policy=FAST)
+    assert dest.read_bytes() == body and file_server.requests[-1][1] == "bytes=3000-"
 
 
-@pytest.fixture
-def fake_ham_source(file_server, dataset_folder, monkeypatch):
-    """A two-zip-plus-CSV source, like the Dataverse record, served locally."""
-    images = sorted((dataset_folder / "images").iterdir())
-    half = len(images) // 2
-    part1 = _zip_bytes({f"{p.name}": p.read_bytes() for p in images[:half]})
-    part2 = _zip_bytes({f"{p.name}": p.read_bytes() for p in images[half:]})
-    meta = (dataset_folder / "HAM10000_metadata.csv").read_bytes()
-    files = {"HAM10000_images_part_1.zip": part1, "HAM10000_images_part_2.zip": part2,
-             "HAM10000_metadata.csv": meta}
-    for name, body in files.items():
-        file_server.files[f"/files/{name}"] = body
-    table = tuple(RemoteFile(n, f"{file_server.base}/files/{n}", md5=_md5(b)) for n, b in files.items())
-    source = Source("ham10000", "test", "http://example.invalid", "test licence", table, images=len(images))
-    monkeypatch.setitem(sources.SOURCES, "ham10000", source)
-    return file_server, len(images)
+def test_mirror_variable_per_source_wins_over_the_general_one(monkeypatch):
+    monkeypatch.setenv("HAMCLI_MIRROR", "http://general.example/")
+    monkeypatch.setenv("HAMCLI_MIRROR_ISIC2018_TEST", "http://isic.example/")
+    assert sources.mirror_base("isic2018-test") == "http://isic.example/"
+    assert sources.mirror_base("ham10000") == "http://general.example/"
+    monkeypatch.delenv("HAMCLI_MIRROR")
+    assert sources.mirror_base("ham10000") is None
 
 
 def test_download_source_imports_and_second_run_does_nothing(fake_ham_source):

@@ -183,3 +183,19 @@ def test_cli_bad_image_exits_1_and_keeps_going(trained_run, tmp_path):
     out = runner.invoke(app, ["gradcam", str(bad), str(good), "-o", str(tmp_path / "o")])
     assert out.exit_code == 1 and "bad.jpg" in out.stderr
     assert (tmp_path / "o" / "good.png").exists()
+
+
+def test_cli_layer_and_alpha(trained_run, tmp_path):
+    path = tmp_path / "in.jpg"
+    class_image(3, 3, (64, 48)).save(path)
+    out = runner.invoke(app, ["gradcam", str(path), "-o", str(tmp_path / "a0.png"), "--alpha", "0",
+                              "--layer", "features.relu2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)[0]["layer"] == "features.relu2"
+    original = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(Image.open(tmp_path / "a0.png"), dtype=np.int16) - original).max() == 0  # alpha 0
+    full = runner.invoke(app, ["gradcam", str(path), "-o", str(tmp_path / "a1.png"), "--alpha", "1"])
+    assert full.exit_code == 0
+    assert np.abs(np.asarray(Image.open(tmp_path / "a1.png"), dtype=np.int16) - original).max() > 50
+    bad = runner.invoke(app, ["gradcam", str(path), "-o", str(tmp_path / "x.png"), "--alpha", "2"])
+    assert bad.exit_code == 2 and "--alpha" in bad.output

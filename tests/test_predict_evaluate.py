@@ -211,7 +211,13 @@ def test_evaluate_compares_several_runs(trained_run):
     train(TrainConfig(arch="cnn", data="tiny", epochs=1, batch_size=8, precision="fp32", name="tiny-cnn"))
     out = runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn"])
     assert out.exit_code == 0 and "comparison" in out.stdout
-    assert "tiny-lenet" in out.stdout and "tiny-cnn" in out.stdout
+    both = json.loads(runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn", "--json"]).stdout)
+    assert [r["run"] for r in both] == ["tiny-lenet", "tiny-cnn"]
+    for r in both:  # each row holds that run's own scores, and the table shows them
+        alone = json.loads(runner.invoke(app, ["evaluate", r["run"], "--json"]).stdout)["metrics"]
+        assert r["metrics"]["balanced_accuracy"] == alone["balanced_accuracy"]
+        row = next(line for line in out.stdout.splitlines() if r["run"] in line)
+        assert f"{alone['balanced_accuracy']:.3f}" in row and f"{alone['accuracy']:.3f}" in row
 
 
 def test_evaluate_fold_family_mean_and_std(prepared_tiny):
@@ -253,3 +259,42 @@ def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
     single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(12)])  # the plain model
     assert np.allclose(batched, single, atol=1e-4)
     assert predictor._fused is not predictor.model or arch == "densenet121"
+
+
+def test_predict_top_k_batch_size_and_tta(trained_run, images):
+    rows = json.loads(runner.invoke(app, ["predict", str(images), "-f", "json", "--top-k", "2"]).stdout)
+    assert all(len(r["top_k"]) == 2 and r["top_k"][0]["code"] == r["code"] for r in rows)
+    one = json.loads(runner.invoke(app, ["predict", str(images), "-f", "json", "--batch-size", "1"]).stdout)
+    assert all(np.allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-5)
+               for a, b in zip(rows, one, strict=True))
+    ramp = np.zeros((45, 60, 3), dtype=np.uint8)  # not symmetric: its flips look different to the model
+    ramp[:, :, 0] = np.linspace(0, 255, 60)[None, :]
+    ramp[:30, :, 2] = 200
+    Image.fromarray(ramp).save(images / "ramp.png")
+    plain = json.loads(runner.invoke(app, ["predict", str(images / "ramp.png"), "-f", "json"]).stdout)[0]
+    tta = json.loads(runner.invoke(app, ["predict", str(images / "ramp.png"), "-f", "json", "--tta"]).stdout)[0]
+    assert abs(sum(tta["probabilities"].values()) - 1) < 1e-4
+    assert max(abs(plain["probabilities"][c] - tta["probabilities"][c]) for c in CLASS_CODES) > 1e-4
+
+
+def test_format_1_checkpoint_of_hamcli_0_1_still_loads(tmp_path, images):
+    """Checkpoints written before the layout change used anonymous layer indices and no preprocess record."""
+    from hamcli.models.small import LEGACY_KEYS
+
+    torch.manual_seed(0)
+    model = build_model("lenet")[0].eval()
+    old_names = {new: old for old, new in LEGACY_KEYS["lenet"].items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        prefix = next(p for p in sorted(old_names, key=len, reverse=True) if key.startswith(p))
+        state[old_names[prefix] + key[len(prefix):]] = value
+    assert "0.0.weight" in state and "6.bias" in state
+    old = tmp_path / "old.pt"
+    torch.save({"format_version": 1, "hamcli_version": "0.1.0", "classes": list(CLASS_CODES), "arch": "lenet",
+                "input_size": 32, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "state_dict": state,
+                "config": {}, "data": {"name": "x", "fingerprint": "y"}}, old)
+    loaded = hamcli.load_model(old)
+    assert loaded.input_size == (32, 32)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(loaded.model(x), model(x))
+    assert loaded.predict(images / "img0.jpg").code in CLASS_CODES

@@ -322,3 +322,36 @@ def test_early_stopping_stops(prepared_tiny):
                                    optimizer="sgd", schedule="none", **{**FAST, "epochs": 8}))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == metrics["best_epoch"] + 2 < 8
+
+
+def test_train_on_one_fold_validates_on_it(prepared_tiny):
+    run = engine.train(TrainConfig(arch="lenet", name="f1", fold=1, **FAST))
+    ckpt = checkpoint.load(run / "best.pt")
+    assert ckpt["data"]["val_source"] == "fold 1"
+    m = prepared_tiny.manifest
+    fold1 = set(m.loc[m["fold"] == 1, "image_id"])
+    assert fold1 <= set(ckpt["data"]["seen_image_ids"])
+    assert not set(m.loc[m["split"] == "test", "image_id"]) & set(ckpt["data"]["seen_image_ids"])
+    with pytest.raises(UsageError, match="--fold 2: choose 0 to 1"):
+        engine.train(TrainConfig(arch="lenet", fold=2, **FAST))
+
+
+def test_ctrl_c_in_a_real_process_exits_130_and_says_what_was_saved(prepared_tiny):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    last = prepared_tiny.root.parent.parent / "runs" / "sigint" / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "hamcli", "train", "--data", "tiny", "--epochs", "500",
+                             "--batch-size", "8", "--precision", "fp32", "--name", "sigint", "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--resume sigint" in lines[0] and "Traceback" not in err
+    assert checkpoint.load(last)["epoch"] >= 1

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 import hamcli.cli.render as render
-from hamcli.cli.options import flag
+from hamcli.cli.options import choice, flag
 
 SUMMARY_ROWS = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1"),
                 ("weighted_f1", "weighted F1"), ("macro_roc_auc", "macro ROC AUC (OvR)"),
@@ -99,6 +99,9 @@ def evaluate(
                                                "(default: the latest run, else the bundled model)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Score a labelled folder (metadata CSV + images) "
                                         "instead of the run's test split."),
+    split: str = typer.Option("test", "--split", **choice(("test", "val"), "Which held-out rows of the run's "
+                                                         "prepared dataset: test, or the validation rows it "
+                                                         "chose its epoch on (for choosing settings honestly).")),
     ci: bool = flag("--ci", help="Bootstrap 95% intervals, resampled by lesion."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for --ci."),
     tta: bool = flag("--tta", help="Average over flips and 90-degree rotations."),
@@ -114,8 +117,8 @@ def evaluate(
     import hamcli.fsio as fsio
 
     refs = runs or [None]
-    results = [evaluation.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size)
-               for ref in refs]
+    results = [evaluation.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size,
+                                   split=split) for ref in refs]
     flat = [m for r in results for m in (r["members"] if r.get("family") else [r])]
     if predictions is not None:
         frames = [r["predictions"].assign(run=r["run"]) if len(flat) > 1 else r["predictions"] for r in flat]

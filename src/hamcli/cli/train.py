@@ -92,6 +92,10 @@ def train(
     ema: float = typer.Option(0.0, "--ema", help="Keep a moving average of the weights with this decay (e.g. "
                               "0.999); it is validated each epoch and saved as best.pt, the raw weights as "
                               "best_raw.pt."),
+    prior_shift: str = typer.Option("none", "--prior-shift", help="After training, shift decisions towards rare "
+                                    "classes by TAU x log(class frequency): none, a number, or auto (the shift "
+                                    "with the best validation balanced accuracy costing at most 2 points of "
+                                    "validation accuracy). The temperature is always fitted on validation."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
     precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
                                                                   "measures on this machine.")),
@@ -121,7 +125,8 @@ def train(
                 augment=augment, fold=fold, seed=seed, pretrained=pretrained,
                 weights=str(weights) if weights else None, freeze_backbone=freeze_backbone,
                 unfreeze_after=unfreeze_after, freeze_early=freeze_early, backbone_lr_mult=backbone_lr_mult,
-                ema=ema, device=device, precision=precision, name=name, max_batches=max_batches)
+                ema=ema, prior_shift=prior_shift, device=device, precision=precision, name=name,
+                max_batches=max_batches)
             run_dir = train_folds(cfg, events) if all_folds else train_run(cfg, events)
     finally:
         events.stop()

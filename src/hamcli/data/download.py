@@ -97,10 +97,10 @@ def fetch(remote: RemoteFile, dest: Path, url: str | None = None, policy: RetryP
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             last = str(getattr(exc, "reason", exc)) or type(exc).__name__
         if attempt == policy.attempts:
-            raise DownloadError(
-                f"{remote.name}: download from {url} failed after {attempt} attempts ({last}); "
-                f"the partial file {part} is kept and the next run resumes it, or {_manual_hint(remote, url, dest)}"
-            )
+            kept = (f"the partial file {part} is kept and the next run resumes it, or "
+                    if part.exists() and part.stat().st_size else "")
+            raise DownloadError(f"{remote.name}: download from {url} failed after {attempt} attempts ({last}); "
+                                f"{kept}{_manual_hint(remote, url, dest)}")
         time.sleep(delay)
         delay *= 2
     if remote.md5:

@@ -117,3 +117,25 @@ def leaked_lesions(table: pd.DataFrame, split: np.ndarray) -> int:
     """Lesions whose images fall in more than one split (0 for a grouped split)."""
     parts = pd.Series(split, index=table.index).groupby(table["lesion_id"]).nunique()
     return int((parts > 1).sum())
+
+
+def train_val_rows(manifest: pd.DataFrame, fold: int | None, seed: int, name: str = "the prepared dataset"
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
+    """The rows a run trains and validates on: fold `fold`, the val split, or a lesion-grouped 85/15
+    carve-out of train; and a description. Deterministic, so evaluate can find a run's validation rows."""
+    split = manifest["split"].to_numpy()
+    if fold is not None:
+        folds = manifest["fold"].to_numpy()
+        if folds.max() < 0:
+            raise UsageError(f"--fold {fold}: prepared dataset {name!r} has no folds; "
+                             "run `hamcli prepare --folds K` first")
+        if not 0 <= fold <= folds.max():
+            raise UsageError(f"--fold {fold}: choose 0 to {folds.max()}")
+        train_idx = np.flatnonzero((split != "test") & (folds != fold))
+        val_idx = np.flatnonzero((split != "test") & (folds == fold))
+        return train_idx, val_idx, f"fold {fold}"
+    if (split == "val").any():
+        return np.flatnonzero(split == "train"), np.flatnonzero(split == "val"), "val split"
+    train_rows = np.flatnonzero(split == "train")
+    carved = assign_split(manifest.iloc[train_rows].reset_index(drop=True), SplitSpec(85, 0, 15), seed)
+    return train_rows[carved == "train"], train_rows[carved == "test"], "lesion-grouped 15% of train"

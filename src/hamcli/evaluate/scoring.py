@@ -27,11 +27,14 @@ class EvalSet:
     left_out: int = 0  # images the model was trained or validated on
 
 
-def test_split(predictor: Predictor) -> EvalSet:
-    """The test split of the prepared dataset the run was trained on, checked by fingerprint."""
+def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
+    """The run's test split, or (`split="val"`) the validation rows it selected its epoch on, from the
+    prepared dataset it was trained on, checked by fingerprint."""
+    from hamcli.data.splits import train_val_rows
+
     card = predictor.card
     if "bundle" in predictor.ckpt_meta:
-        raise NotFoundError(f"{card.path}: the bundled model's test split does not ship with hamcli; score a "
+        raise NotFoundError(f"{card.path}: the bundled model's {split} split does not ship with hamcli; score a "
                             "labelled folder with --data DIR (images it was trained on are left out)")
     try:
         prepared = PreparedDataset.open(card.data_name)
@@ -43,11 +46,15 @@ def test_split(predictor: Predictor) -> EvalSet:
                         f"{prepared.fingerprint}, run trained on {card.data_fingerprint}); its test split may "
                         "overlap the training images, so evaluate with --data DIR or retrain")
     m = prepared.manifest
-    rows = np.flatnonzero(m["split"].to_numpy() == "test")
+    if split == "val":
+        config = predictor.ckpt_meta.get("config", {})
+        rows = train_val_rows(m, config.get("fold"), int(config.get("seed", 42)), prepared.name)[1]
+    else:
+        rows = np.flatnonzero(m["split"].to_numpy() == "test")
     if not len(rows):
-        raise DataError(f"{prepared.root}: no test split; prepare with e.g. --split 85/15, or use --data DIR")
+        raise DataError(f"{prepared.root}: no {split} split; prepare with e.g. --split 85/15, or use --data DIR")
     images = prepared.images()[rows]
-    return EvalSet(f"{prepared.name} (test split)", m["image_id"].iloc[rows].tolist(),
+    return EvalSet(f"{prepared.name} ({split} split)", m["image_id"].iloc[rows].tolist(),
                    m["lesion_id"].iloc[rows].tolist(), encode(m["dx"].iloc[rows]), np.asarray(images))
 
 
@@ -83,10 +90,10 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
 
 
 def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = False, tta: bool = False,
-                        bootstrap: int = 1000, batch_size: int = 64) -> dict:
+                        bootstrap: int = 1000, batch_size: int = 64, split: str = "test") -> dict:
     """Metrics (and per-image predictions) for one run or checkpoint."""
     predictor = Predictor.load(ref)
-    evalset = labelled_folder(data, predictor) if data else test_split(predictor)
+    evalset = labelled_folder(data, predictor) if data else held_out(predictor, split)
     probs = predictor.probabilities(evalset.images, batch_size=batch_size, tta=tta)
     train_counts = predictor.ckpt_meta.get("data", {}).get("train_counts")
     report = metrics.full_report(evalset.y_true, probs, train_counts)

@@ -45,11 +45,11 @@ class Explanation:
     map_size: tuple[int, int]  # the explained layer's (height, width) for this input
 
 
-def _target(target: str):  # noqa: ANN202 - a class index tensor or a callable on the logits
+def _target(target: str, predictor: Predictor):  # noqa: ANN202 - a class index tensor or a callable on the logits
     import torch
 
-    if target == "pred":
-        return lambda logits: logits.argmax(1)
+    if target == "pred":  # the class predict reports: after the checkpoint's postprocessing
+        return lambda logits: predictor.post.apply(logits).argmax(1)
     if target not in CLASS_INDEX:
         raise UsageError(f"--class {target!r}: choose pred or one of {', '.join(CLASS_CODES)}")
     return torch.tensor([CLASS_INDEX[target]])
@@ -102,7 +102,7 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     from hamcli.explain.methods import get_method
 
     cam_cls = get_method(method)
-    chosen = _target(target)
+    chosen = _target(target, predictor)
     if layer is None:
         layer, map_size = default_layer(predictor)
     else:
@@ -116,7 +116,7 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     if isinstance(chosen, torch.Tensor):
         chosen = chosen.to(x.device)
     maps, probs_t = cam(x, chosen)  # one forward pass: prediction and explanation together
-    probs = probs_t[0].float().cpu().numpy()
+    probs = predictor.post.apply(probs_t.float().clamp_min(1e-30).log()).softmax(1)[0].cpu().numpy()
     index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
     w, h = original.size
     left, top, right, bottom = crop_box(w, h, predictor.input_size)

@@ -18,6 +18,7 @@ import numpy as np
 import hamcli.models.checkpoint as checkpoint
 from hamcli.classes import CLASS_NAMES
 from hamcli.data.preprocess import ImageReadError, decode_all
+from hamcli.inference.postprocess import Postprocess
 from hamcli.models.precision import Precision
 from hamcli.runs import resolve_checkpoint
 
@@ -67,11 +68,13 @@ class Predictor:
         self._fused: torch.nn.Module | None = None
         self.mean = torch.tensor(card.mean)
         self.std = torch.tensor(card.std)
+        self.post = Postprocess.from_dict(ckpt.get("postprocess"), card.path, len(card.classes))
 
     @classmethod
     def load(cls, ref: str | Path | None = None, device: str = "auto") -> Predictor:
-        from hamcli.models.precision import resolve_device
+        from hamcli.models.precision import keep_freed_memory, resolve_device
 
+        keep_freed_memory()
         path = resolve_checkpoint(ref)
         ckpt = checkpoint.load(path)
         card = checkpoint.CheckpointInfo.from_checkpoint(ckpt, path)
@@ -146,7 +149,7 @@ class Predictor:
             prec, model = self.prec, self.model
         out = logits(model, torch.from_numpy(np.ascontiguousarray(images)), prec, self.mean, self.std,
                      batch_size=batch_size, tta=tta, num_classes=len(self.classes))
-        return out.softmax(1).numpy()
+        return self.post.apply(out).softmax(1).numpy()
 
     def _rows(self, sources: list[str], probs: np.ndarray, top_k: int) -> list[Prediction]:
         rows = []

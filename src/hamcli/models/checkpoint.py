@@ -61,6 +61,17 @@ def save(path: Path, preprocess: Preprocess, **fields: Any) -> None:
         torch.save(payload, tmp)
 
 
+def update(path: Path, **fields: Any) -> None:
+    """Add or replace plain fields of a saved checkpoint, atomically."""
+    import torch
+
+    ckpt = read_torch_file(path)
+    if not isinstance(ckpt, dict):
+        raise ModelError(f"{path}: not a hamcli checkpoint")
+    with fsio.atomic_path(path) as tmp:
+        torch.save({**ckpt, **fields}, tmp)
+
+
 def _upgrade(ckpt: dict, path: Path) -> dict:
     """A format-1 checkpoint in today's terms: a `preprocess` record and today's layer names."""
     from hamcli.models.small import upgrade_legacy_keys

@@ -44,6 +44,7 @@ class TrainConfig:
     freeze_early: int = 0  # backbone modules (stem first) kept frozen for the whole run
     backbone_lr_mult: float = 1.0  # the pretrained backbone learns at lr x this; the new head at lr
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; 0.999 typical)
+    prior_shift: str = "none"  # none, auto (chosen on validation) or a number: logit adjustment towards rare classes
     device: str = "auto"
     precision: str = "auto"
     name: str | None = None
@@ -77,6 +78,13 @@ class TrainConfig:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be at least 0 and below --epochs")
         if self.warmup_epochs and self.schedule == "plateau":
             raise UsageError("--warmup-epochs works with --schedule cosine, onecycle or none, not plateau")
+        if self.prior_shift not in ("none", "auto"):
+            try:
+                shift = float(self.prior_shift)
+            except ValueError:
+                shift = -1.0
+            if not 0 <= shift <= 5:
+                raise UsageError(f"--prior-shift {self.prior_shift!r}: none, auto, or a number from 0 to 5")
         if self.freeze_early < 0 or self.early_stop < 0:
             raise UsageError("--freeze-early and --early-stop must be zero or positive")
         if self.unfreeze_after is not None and (self.unfreeze_after < 1 or not self.freeze_backbone):

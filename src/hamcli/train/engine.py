@@ -25,7 +25,7 @@ from hamcli.errors import HamcliError, UsageError
 from hamcli.evaluate.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
-from hamcli.models.precision import Precision, choose
+from hamcli.models.precision import Precision, choose, keep_freed_memory
 from hamcli.models.zoo import get_spec
 from hamcli.runs import new_run_name
 from hamcli.train import augment as aug
@@ -63,6 +63,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, events: TrainEvents | None = None, run_dir: Path | None = None):
         cfg.check()
+        keep_freed_memory()
         self.cfg = cfg
         self.events = events or TrainEvents()
         torch.manual_seed(cfg.seed)
@@ -245,14 +246,40 @@ class Trainer:
             saved = (f"{self.run_dir / 'last.pt'} holds epoch {st.epoch}: continue with "
                      f"`hamcli train --resume {self.run_dir.name}`" if st.epoch else "no epoch had finished")
             raise TrainingInterrupted(f"interrupted in epoch {st.epoch + 1}; {saved}") from None
+        self.calibration = self._calibrate()
         self._write_reports()
         return self.run_dir
+
+    def _calibrate(self) -> dict | None:
+        """Fit temperature (and, if asked, the prior shift) on the validation rows; record it in best.pt."""
+        import copy
+
+        from hamcli.train.calibrate import calibrate
+
+        d, found = self.data, {}
+        if not len(d.val_idx) or not self.state.best_epoch:
+            return None
+        y = d.labels[torch.from_numpy(d.val_idx)].numpy()
+        counts = torch.bincount(self.train_labels, minlength=NUM_CLASSES).tolist()
+        shift = self.cfg.prior_shift if self.cfg.prior_shift in ("auto", "none") else float(self.cfg.prior_shift)
+        for name in ("best.pt", "best_raw.pt"):
+            path = self.run_dir / name
+            if not path.exists():
+                continue
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(checkpoint.load(path)["state_dict"])
+            out = infer_logits(model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
+                               batch_size=max(self.cfg.batch_size, 128)).numpy()
+            post, record = calibrate(out, y, counts, 0.0 if shift == "none" else shift)
+            checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
+            found[name] = record
+        return found.get("best.pt")
 
     def _write_reports(self) -> None:
         from hamcli.train.report import write_reports
 
         write_reports(self.run_dir, self.state.history, self.state.best_epoch, self.cfg.monitor,
-                      "val_ema_" if self.ema else "val_")
+                      "val_ema_" if self.ema else "val_", getattr(self, "calibration", None))
 
 
 def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:

@@ -9,7 +9,8 @@ import pandas as pd
 import hamcli.fsio as fsio
 
 
-def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str, prefix: str = "val_") -> None:
+def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str, prefix: str = "val_",
+                  calibration: dict | None = None) -> None:
     """`prefix`: the validation columns the run selected on (`val_ema_` for the moving average)."""
     if not history:
         return
@@ -20,7 +21,8 @@ def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: 
     fsio.write_json(run_dir / "metrics.json", {"epochs_run": len(history), "best_epoch": best_epoch,
                                                "monitor": monitor, "weights": "ema" if "ema" in prefix else "raw",
                                                "best": {k.removeprefix(prefix): v for k, v in best.items()
-                                                        if k.startswith(prefix) and "ema" not in k[len(prefix):]}})
+                                                        if k.startswith(prefix) and "ema" not in k[len(prefix):]},
+                                               "calibration": calibration})
     plot_curves(table, run_dir / "curves.png")
 
 

@@ -9,7 +9,7 @@ import torch
 
 from hamcli.classes import NUM_CLASSES, encode
 from hamcli.data.cache import PreparedDataset
-from hamcli.data.splits import SplitSpec, assign_split
+from hamcli.data.splits import train_val_rows
 from hamcli.errors import UsageError
 
 
@@ -23,31 +23,12 @@ class TrainData:
 
 
 def select(prepared: PreparedDataset, fold: int | None, seed: int) -> TrainData:
-    """Train/val rows: the val split, fold `fold`, or a lesion-grouped 85/15 carve-out of train."""
+    """Train/val rows (`data.splits.train_val_rows`), the labels, and the cache copied into memory."""
     m = prepared.manifest
-    labels = torch.from_numpy(encode(m["dx"]))
-    split = m["split"].to_numpy()
-    if fold is not None:
-        folds = m["fold"].to_numpy()
-        if folds.max() < 0:
-            raise UsageError(f"--fold {fold}: prepared dataset {prepared.name!r} has no folds; "
-                             "run `hamcli prepare --folds K` first")
-        if not 0 <= fold <= folds.max():
-            raise UsageError(f"--fold {fold}: choose 0 to {folds.max()}")
-        train_idx = np.flatnonzero((split != "test") & (folds != fold))
-        val_idx = np.flatnonzero((split != "test") & (folds == fold))
-        source = f"fold {fold}"
-    elif (split == "val").any():
-        train_idx, val_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
-        source = "val split"
-    else:
-        train_rows = np.flatnonzero(split == "train")
-        carved = assign_split(m.iloc[train_rows].reset_index(drop=True), SplitSpec(85, 0, 15), seed)
-        train_idx, val_idx = train_rows[carved == "train"], train_rows[carved == "test"]
-        source = "lesion-grouped 15% of train"
+    train_idx, val_idx, source = train_val_rows(m, fold, seed, prepared.name)
     # Copy the memory-mapped cache into RAM once: every epoch reads every row.
     images = torch.from_numpy(np.array(prepared.images()))
-    return TrainData(images, labels, train_idx, val_idx, source)
+    return TrainData(images, torch.from_numpy(encode(m["dx"])), train_idx, val_idx, source)
 
 
 def class_weights(labels: torch.Tensor, mode: str) -> torch.Tensor | None:

@@ -1,0 +1,65 @@
+"""What happens to a model's logits before they become probabilities: temperature and prior shift.
+
+Both are fitted on the run's validation rows after training (`hamcli.train.calibrate`), recorded in
+the checkpoint, and applied by every command that predicts, so evaluate, predict and gradcam agree.
+
+- Temperature scaling (Guo et al. 2017) divides the logits by T: the top class never changes, the
+  probabilities become honest (lower expected calibration error).
+- Prior shift (logit adjustment, Menon et al. 2021) subtracts tau x log(training class frequency):
+  it moves the decision towards rare classes, trading some accuracy for balanced accuracy and
+  sensitivity to melanoma. tau = 0 leaves the decisions as trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hamcli.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    temperature: float = 1.0
+    tau: float = 0.0
+    log_prior: tuple[float, ...] = field(default_factory=tuple)  # log of the training class frequencies
+
+    @property
+    def identity(self) -> bool:
+        return self.temperature == 1.0 and self.tau == 0.0
+
+    def shift(self) -> np.ndarray:
+        return self.tau * np.asarray(self.log_prior, dtype=np.float64) if self.tau else 0.0
+
+    def apply(self, logits):  # noqa: ANN001, ANN201 - a torch tensor or a numpy array, (N, classes)
+        """Adjusted logits: (logits - tau * log prior) / T."""
+        if self.identity:
+            return logits
+        shift = self.shift()
+        if not isinstance(logits, np.ndarray):
+            import torch
+
+            shift = torch.as_tensor(shift, dtype=logits.dtype, device=logits.device) if self.tau else 0.0
+        return (logits - shift) / self.temperature
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "log_prior": list(self.log_prior)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: Path | str = "checkpoint", classes: int = 7) -> Postprocess:
+        if not data:
+            return cls()
+        try:
+            post = cls(float(data.get("temperature", 1.0)), float(data.get("tau", 0.0)),
+                       tuple(float(v) for v in data.get("log_prior", ())))
+        except (TypeError, ValueError):
+            raise ModelError(f"{where}: its postprocess record is malformed; the file is damaged or edited") from None
+        values = [post.temperature, post.tau, *post.log_prior]
+        if not all(math.isfinite(v) for v in values) or post.temperature <= 0 or \
+                (post.tau and len(post.log_prior) != classes):
+            raise ModelError(f"{where}: its postprocess record (temperature {post.temperature}, tau {post.tau}) "
+                             "is out of range; the file is damaged or edited")
+        return post

@@ -1,0 +1,85 @@
+"""Temperature and prior shift: fitted on validation, recorded in the checkpoint, applied everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hamcli
+import hamcli.models.checkpoint as checkpoint
+from hamcli.data.preprocess import to_float
+from hamcli.inference.postprocess import Postprocess
+from hamcli.train.calibrate import calibrate, choose_tau, fit_temperature
+
+
+def _sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose labels are drawn from softmax(logits / temperature): that T is the right answer."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n, 7))
+    p = np.exp(logits / temperature)
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(7, p=row) for row in p])
+    return logits, y
+
+
+def test_temperature_recovers_the_one_the_labels_were_drawn_with():
+    for true_t in (0.5, 2.0):
+        logits, y = _sampled(4000, true_t)
+        assert fit_temperature(logits, y) == pytest.approx(true_t, rel=0.1)
+
+
+def test_prior_shift_trades_accuracy_for_rare_classes_within_the_limit():
+    rng = np.random.default_rng(1)
+    prior = np.array([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    y = rng.choice(7, size=3000, p=prior)
+    # a majority-biased model: the true class scores +2.5, nv always +1
+    logits = rng.normal(0, 1, (3000, 7))
+    logits[np.arange(3000), y] += 2.5
+    logits[:, 5] += 1.0
+    log_prior = np.log(prior)
+    tau = choose_tau(logits, y, log_prior, max_accuracy_drop=0.02)
+    assert tau == pytest.approx(0.1)  # 0.2 would gain more balanced accuracy but cost 2.6 points of accuracy
+    from hamcli.evaluate.metrics import summary
+
+    before, after = summary(y, logits.argmax(1)), summary(y, (logits - tau * log_prior).argmax(1))
+    assert after["balanced_accuracy"] > before["balanced_accuracy"]
+    assert after["accuracy"] >= before["accuracy"] - 0.02
+    assert choose_tau(logits, y, log_prior, max_accuracy_drop=0.0) <= tau
+    post, record = calibrate(logits, y, list((prior * 1000).astype(int)), "auto")
+    assert post.tau == tau and record["after"]["balanced_accuracy"] == pytest.approx(after["balanced_accuracy"])
+    assert record["fitted_on"] == "validation"
+
+
+def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_records():
+    post = Postprocess(2.0, 0.5, tuple(np.log(np.full(7, 1 / 7) + np.arange(7) * 0.01)))
+    z = np.random.default_rng(0).normal(size=(3, 7))
+    assert np.allclose(post.apply(z), post.apply(torch.from_numpy(z)).numpy())
+    assert np.allclose(post.apply(z), (z - 0.5 * np.asarray(post.log_prior)) / 2.0)
+    assert Postprocess.from_dict(post.as_dict()) == post
+    from hamcli.errors import ModelError
+
+    for bad in ({"temperature": 0}, {"temperature": float("nan")}, {"tau": 1.0, "log_prior": [0.0]}):
+        with pytest.raises(ModelError, match="postprocess"):
+            Postprocess.from_dict(bad)
+
+
+def test_a_run_records_its_calibration_and_predict_applies_it(prepared_tiny, tmp_path):
+    from conftest import class_image
+    from hamcli.train.config import TrainConfig
+    from hamcli.train.engine import train
+
+    run = train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32", name="cal",
+                            prior_shift="0.7"))
+    ckpt = checkpoint.load(run / "best.pt")
+    assert ckpt["postprocess"]["tau"] == 0.7 and ckpt["postprocess"]["temperature"] > 0
+    assert ckpt["calibration"]["images"] == (prepared_tiny.manifest["split"] == "val").sum()
+    assert "ece" in ckpt["calibration"]["after"]
+    model = hamcli.load_model("cal")
+    image = tmp_path / "x.jpg"
+    class_image(2, 5, (40, 30)).save(image)
+    x = to_float(torch.from_numpy(model.decode([image])[0]), model.mean, model.std)
+    with torch.no_grad():
+        expected = torch.softmax(Postprocess.from_dict(ckpt["postprocess"]).apply(model.model(x)), 1).numpy()[0]
+    got = model.predict(image).probabilities
+    assert np.allclose([got[c] for c in model.classes], expected, atol=1e-5)
