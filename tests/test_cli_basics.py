@@ -70,8 +70,9 @@ def test_info_lists_datasets_and_prepared(dataset_folder):
     report = json.loads(result.stdout)
     assert report["datasets"][0]["name"] == "ham10000" and report["datasets"][0]["images"] == 28
     assert {p["name"]: p["px"] for p in report["prepared"]} == {"ham10000": "16", "frame": "20x15"}
+    assert [r["name"] for r in report["runs"]] == ["bundled"]  # no run trained yet; the bundled model is there
     text = runner.invoke(app, ["info"])
-    assert text.exit_code == 0 and "ham10000" in text.stdout and "Runs: none" in text.stdout
+    assert text.exit_code == 0 and "ham10000" in text.stdout and "shipped with" in text.stdout
 
 
 def test_usage_error_exit_code_is_2(dataset_folder):

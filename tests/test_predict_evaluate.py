@@ -74,11 +74,15 @@ def test_mixed_good_and_corrupt_files_exit_1_with_good_rows(trained_run, images)
     assert "bad.jpg" in out.stderr and "Traceback" not in out.output
 
 
-def test_table_ends_with_not_a_diagnosis_and_formats_checked(trained_run, images):
-    out = runner.invoke(app, ["predict", str(images / "img0.jpg")])
-    assert out.exit_code == 0 and "not a diagnosis" in out.stdout
-    assert "not a diagnosis" not in runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", "json"]).stdout
-    assert runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", "xml"]).exit_code == 2
+def test_not_a_diagnosis_goes_to_stderr_in_every_format_and_formats_are_checked(trained_run, images):
+    for fmt in ("table", "json", "jsonl", "csv"):
+        out = runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", fmt])
+        assert out.exit_code == 0 and "not a diagnosis" in out.stderr and "not a diagnosis" not in out.stdout
+    evaluated = runner.invoke(app, ["evaluate", "--format", "json"])
+    assert evaluated.exit_code == 0 and "not a diagnosis" in evaluated.stderr
+    json.loads(evaluated.stdout)
+    bad = runner.invoke(app, ["predict", str(images / "img0.jpg"), "-f", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.stderr and "table, json, jsonl, csv" in bad.stderr
 
 
 def test_any_mode_and_size_is_handled(trained_run, tmp_path):
@@ -220,17 +224,27 @@ def test_evaluate_compares_several_runs(trained_run):
         assert f"{alone['balanced_accuracy']:.3f}" in row and f"{alone['accuracy']:.3f}" in row
 
 
-def test_evaluate_fold_family_mean_and_std(prepared_tiny):
+def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path):
     from hamcli.train.config import TrainConfig
     from hamcli.train.folds import train_folds
 
     train_folds(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="cv"))
-    out = runner.invoke(app, ["evaluate", "cv", "--json"])
-    report = json.loads(out.stdout)
-    assert report["family"] and len(report["members"]) == 2
+    report = json.loads(runner.invoke(app, ["evaluate", "cv", "--json"]).stdout)
+    assert report["family"] == ["fold0", "fold1"] and len(report["members"]) == 2
     assert set(report["metrics_mean_std"]["balanced_accuracy"]) == {"mean", "std"}
-    assert "±" in runner.invoke(app, ["evaluate", "cv"]).stdout
-    assert "cv (2 folds)" in runner.invoke(app, ["evaluate", "cv"]).stdout
+    # the family's own figures are those of the ensemble: the mean of its folds' probabilities
+    ensemble = hamcli.load_model("cv")  # the default model too, as the run trained last
+    assert hamcli.load_model().card.path == ensemble.card.path
+    image = images / "img0.jpg"
+    folds = [hamcli.load_model(f"{ensemble.card.path}/fold{k}").predict(image).probabilities for k in (0, 1)]
+    mean = {c: (folds[0][c] + folds[1][c]) / 2 for c in CLASS_CODES}
+    got = ensemble.predict(image).probabilities
+    assert all(abs(got[c] - mean[c]) < 1e-6 for c in CLASS_CODES)
+    table = runner.invoke(app, ["evaluate", "cv", "--ci", "--bootstrap", "20"]).stdout
+    assert "ensemble of 2 folds" in table and "±" in table and "fold1" in table, table
+    assert runner.invoke(app, ["predict", str(image), "-f", "json"]).exit_code == 0
+    cam = runner.invoke(app, ["gradcam", str(image), "-o", str(tmp_path / "cam.png")])
+    assert cam.exit_code == 0 and "K-fold family: explaining fold" in cam.stderr
 
 
 def test_evaluate_refuses_changed_prepared_dataset(trained_run):

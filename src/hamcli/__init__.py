@@ -28,11 +28,16 @@ __all__ = ["CLASS_CODES", "CLASS_NAMES", "HamcliError", "Prediction", "Predictor
 
 
 def load_model(run_or_path: str | Path | None = None, device: str = "auto") -> Predictor:
-    """Load a model: a run name, run directory, checkpoint file, or "bundled" for the model shipped with
-    hamcli. Default: the latest run, else the bundled model."""
-    from hamcli.inference.predictor import Predictor
+    """Load a model to predict with: a run name or folder, a checkpoint file, a K-fold family (the ensemble
+    of its folds), or "bundled" for the model shipped with hamcli. Default: the run started last, else the
+    bundled model. `device`: auto, cpu, cuda or mps.
 
-    return Predictor.load(run_or_path, device=device)
+        >>> model = hamcli.load_model()
+        >>> model.predict("lesion.jpg").code          # or a list of paths / PIL images -> a list
+    """
+    from hamcli.inference.load import load_model as load
+
+    return load(run_or_path, device=device)
 
 
 def download(source: str = "ham10000", from_path: str | Path | None = None, name: str | None = None) -> Any:

@@ -14,6 +14,7 @@ from hamcli.errors import NotFoundError, UsageError
 
 BUNDLED = "bundled"
 BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-lenet96.pt"
+LATEST_FILE = "latest.json"  # in the runs folder: the run started last, the default model
 
 
 def check_run_name(name: str) -> None:
@@ -32,13 +33,33 @@ def new_run_name(arch: str) -> str:
 
 
 def list_runs() -> list[Path]:
-    """Run folders (with a checkpoint) and fold families, oldest first."""
+    """Run folders (with a checkpoint) and fold families, in name order."""
     root = paths.runs_dir()
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if not p.name.startswith(".") and
-             ((p / "best.pt").exists() or (p / "last.pt").exists() or (p / "family.json").exists())]
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir() and
+                  ((p / "best.pt").exists() or (p / "last.pt").exists() or (p / "family.json").exists()))
+
+
+def set_latest(run_dir: Path) -> None:
+    """Record `run_dir` as the default model: the run started last (resuming an old run does not count)."""
+    import hamcli.fsio as fsio
+
+    fsio.write_json(run_dir.parent / LATEST_FILE, {"run": run_dir.name})
+
+
+def latest() -> Path | None:
+    """The recorded default run if it still has a model; else the run whose config was written last."""
+    runs = list_runs()
+    try:
+        name = json.loads((paths.runs_dir() / LATEST_FILE).read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    by_name = {p.name: p for p in runs}
+    if isinstance(name, str) and name in by_name:
+        return by_name[name]
+    dated = [p for p in runs if (p / "config.json").exists()]
+    return max(dated, key=lambda p: (p / "config.json").stat().st_mtime) if dated else None
 
 
 def is_family(path: Path) -> bool:
@@ -67,8 +88,7 @@ def resolve_model(ref: str | Path | None) -> Path:
     None means the latest run, or the bundled model when there is no run yet.
     """
     if ref is None:
-        runs = list_runs()
-        return runs[-1] if runs else BUNDLED_FILE
+        return latest() or BUNDLED_FILE
     if Path(ref).is_file():
         return Path(ref)
     return BUNDLED_FILE if ref == BUNDLED else resolve_run(ref)
@@ -80,7 +100,8 @@ def resolve_checkpoint(ref: str | Path | None) -> Path:
     if run.is_file():
         return run
     if is_family(run):
-        raise NotFoundError(f"{run} is a K-fold family; pick one member, e.g. {family_members(run)[0]}")
+        raise NotFoundError(f"{run} is a K-fold family: load it with hamcli.load_model (the ensemble of its "
+                            f"folds), or name one member, e.g. {family_members(run)[0]}")
     for name in ("best.pt", "last.pt"):
         if (run / name).exists():
             return run / name

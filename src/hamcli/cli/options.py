@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import typer
@@ -53,3 +53,13 @@ def positive(kind: type = int, allow_zero: bool = False) -> Callable[[Any], Any]
 def flag(*decls: str, help: str, default: bool = False) -> Any:
     """A boolean flag whose help shows no `<bool>` placeholder."""
     return typer.Option(default, *decls, help=help, metavar="")
+
+
+def output_format(formats: Sequence[str] = ("table", "json", "csv")) -> Any:
+    """`--format/-f`: what goes to stdout. Prose and progress always go to stderr."""
+    return typer.Option(formats[0], "--format", "-f", **choice(formats, "What to print on stdout."))
+
+
+def json_alias() -> Any:
+    """The old `--json` flag, kept hidden: the same as `--format json`."""
+    return typer.Option(False, "--json", hidden=True)

@@ -2,45 +2,39 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
 import hamcli.cli.render as render
 from hamcli.cli.inputs import expand
-from hamcli.cli.options import choice, flag
+from hamcli.cli.options import choice, flag, output_format
+from hamcli.models.precision import DEVICES
 
 
 def predict(
     images: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name, run folder or checkpoint "
-                                        "(default: the latest run, else the bundled model)."),
-    top_k: int = typer.Option(3, "--top-k", "-k"),
-    fmt: str = typer.Option("table", "--format", "-f", **choice(("table", "json", "jsonl", "csv"), "Output format.")),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    tta: bool = flag("--tta", help="Average over flips and 90-degree rotations."),
-    device: str = typer.Option("auto", "--device", **choice(("auto", "cpu", "cuda", "mps"), "Device.")),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family, "
+                                        "checkpoint file, or bundled (default: the run started last, else "
+                                        "the bundled model)."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to list per image."),
+    fmt: str = output_format(("table", "json", "jsonl", "csv")),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    tta: bool = flag("--tta", help="Average over flips (and quarter turns for square inputs)."),
+    device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+    quiet: bool = flag("--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Classify images with a trained model (before the first run, the LeNet bundled with hamcli: balanced
-    accuracy 0.61 on held-out HAM10000 lesions, research use only); rows keep the input order."""
-    import csv
-    import json
+    """Classify images with a trained model (before the first run, the model bundled with hamcli); rows keep
+    the input order. Research use only: not a diagnosis."""
+    from hamcli.inference.load import load_model
+    from hamcli.inference.predictor import Failure
 
-    from hamcli.errors import UsageError
-    from hamcli.inference.predictor import Failure, Predictor
-
-    if fmt not in ("table", "json", "jsonl", "csv"):
-        raise UsageError(f"--format {fmt!r}: choose table, json, jsonl or csv")
     items = expand(images)
-    if not items:
-        raise UsageError("no images given (stdin was empty)")
-    predictor = Predictor.load(model, device=device)
+    predictor = load_model(model, device=device)
     render.model_source(predictor, model)
-    top_k = max(1, min(top_k, len(predictor.classes)))
-    writer = csv.writer(sys.stdout) if fmt == "csv" else None
-    if writer:
-        writer.writerow(["path", "code", "name", "probability", *(f"p_{c}" for c in predictor.classes)])
+    top_k = min(top_k, len(predictor.classes))
+    writer = render.CsvWriter(["path", "code", "name", "probability", *(f"p_{c}" for c in predictor.classes)]
+                              ) if fmt == "csv" else None
     failed = 0
 
     def emit(row) -> None:  # noqa: ANN001
@@ -49,32 +43,38 @@ def predict(
             failed += 1
             render.error(row.reason)
         elif fmt == "jsonl":
-            sys.stdout.write(json.dumps(row.as_dict()) + "\n")
-            sys.stdout.flush()
+            render.print_jsonl(row.as_dict())
         elif writer:
-            writer.writerow([row.source, row.code, row.name, f"{row.probability:.6f}",
-                             *(f"{row.probabilities[c]:.6f}" for c in predictor.classes)])
-            sys.stdout.flush()
+            writer.row([row.source, row.code, row.name, row.probability,
+                        *(row.probabilities[c] for c in predictor.classes)])
 
-    rows = predictor.predict_many(items, top_k=top_k, batch_size=batch_size, tta=tta, chunk=256, on_result=emit)
+    with render.count_progress("predicting", quiet or fmt in ("jsonl", "csv")) as progress:
+        done = 0
+
+        def on_result(row) -> None:  # noqa: ANN001
+            nonlocal done
+            done += 1
+            emit(row)
+            if done % 16 == 0 or done == len(items):
+                progress(done, len(items))
+
+        rows = predictor.predict_many(items, top_k=top_k, batch_size=batch_size, tta=tta, chunk=256,
+                                      on_result=on_result)
     good = [r for r in rows if not isinstance(r, Failure)]
     if fmt == "json":
         render.print_json([r.as_dict() for r in good])
-    elif fmt == "table":
-        from rich.table import Table
-
-        table = Table(title=f"{predictor.card.arch} from {predictor.card.path}")
-        table.add_column("image", overflow="fold", ratio=3)
-        table.add_column("class", no_wrap=True)
-        table.add_column("p", justify="right", no_wrap=True)
-        table.add_column("name", ratio=2)
-        table.add_column(f"top {top_k}", ratio=2)
+    elif fmt == "table" and good:
+        table = render.table(f"{predictor.card.arch} from {predictor.card.path}",
+                             ("image", "class", "p", "name", f"top {top_k}"), numeric=("p",))
         for r in good:
-            table.add_row(r.source, r.code, f"{r.probability:.3f}", r.name,
-                          ", ".join(f"{c} {p:.2f}" for c, p in r.top_k))
-        render.out.print(table)
-        render.out.print(render.NOT_A_DIAGNOSIS, style="dim")
+            render.add_row(table, (r.source, r.code, f"{r.probability:.3f}", r.name,
+                                   ", ".join(f"{c} {p:.2f}" for c, p in r.top_k)))
+        render.print_table(table)
+    if good:
+        render.notice()
     if failed:
+        render.error(f"{failed} of {len(items)} image(s) could not be read" +
+                     ("; nothing was predicted" if not good else ""))
         raise typer.Exit(1)
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 import hamcli.cli.render as render
-from hamcli.cli.options import choice, flag
+from hamcli.cli.options import choice, flag, json_alias, output_format
 from hamcli.models.precision import DEVICES, PRECISIONS
 from hamcli.models.zoo import MODELS
 from hamcli.train.config import AUGMENTS, CLASS_WEIGHTS, MONITORS, OPTIMIZERS, SAMPLERS, SCHEDULES
@@ -50,9 +50,11 @@ class _Progress:
     def epoch_end(self, r: dict) -> None:
         if not self.quiet:
             star = " *" if r["best_epoch"] == r["epoch"] else ""
+            ema = (f"  (EMA: acc {r['val_ema_accuracy']:.3f}  bal.acc {r['val_ema_balanced_accuracy']:.3f})"
+                   if "val_ema_accuracy" in r else "")
             render.info(f"epoch {r['epoch']:>3}  loss {r['train_loss']:.3f}/{r['val_loss']:.3f}  "
                         f"acc {r['val_accuracy']:.3f}  bal.acc {r['val_balanced_accuracy']:.3f}  "
-                        f"F1 {r['val_macro_f1']:.3f}  {r['images_per_s']:.0f} img/s{star}")
+                        f"F1 {r['val_macro_f1']:.3f}{ema}  {r['images_per_s']:.0f} img/s{star}")
 
     def stop(self) -> None:
         self.progress.stop()
@@ -103,7 +105,8 @@ def train(
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN."),
     max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
     quiet: bool = flag("--quiet", "-q", help="No progress."),
-    as_json: bool = flag("--json", help="Print a final summary as JSON on stdout."),
+    fmt: str = output_format(("table", "json")),
+    as_json: bool = json_alias(),
 ) -> None:
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
@@ -132,16 +135,17 @@ def train(
         events.stop()
     if (run_dir / "family.json").exists():
         result = json.loads((run_dir / "family.json").read_text())
-        lines = [f"{k.removeprefix('val_')}: {v['mean']:.3f} ± {v['std']:.3f}" for k, v in result["val"].items()]
-        summary = {"run": str(run_dir), **result}
+        values = {k.removeprefix("val_"): f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in result["val"].items()}
     else:
         result = json.loads((run_dir / "metrics.json").read_text())
-        lines = [f"{k}: {v:.3f}" for k, v in result["best"].items()]
-        summary = {"run": str(run_dir), **result}
-    if as_json:
-        render.print_json(summary)
-    else:
-        render.info(f"saved {run_dir} (validation at the best epoch: {', '.join(lines)})")
+        values = {k: f"{v:.3f}" for k, v in result["best"].items() if isinstance(v, (int, float))}
+    if as_json or fmt == "json":
+        render.print_json({"run": str(run_dir), **result})
+        return
+    table = render.table(f"{run_dir}: validation at the best epoch", ("metric", "value"), numeric=("value",))
+    for key, value in values.items():
+        render.add_row(table, (key.replace("_", " "), value))
+    render.print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -41,17 +41,12 @@ def collect() -> dict:
     prepared = [{"name": p.name, "images": p.summary["images"], "split": p.summary["split"],
                  "px": size_text(p.size), "source": p.summary["source"], "fingerprint": p.fingerprint,
                  "size": _size(p.root)} for p in list_prepared()]
-    runs = []
-    runs_root = paths.runs_dir()
-    if runs_root.is_dir():
-        for run in sorted(runs_root.iterdir()):
-            cfg = _json(run / "config.json")
-            if not cfg:
-                continue
-            best = _json(run / "metrics.json")
-            runs.append({"name": run.name, "arch": cfg.get("arch", "?"), "data": cfg.get("data", "?"),
-                         "epochs": best.get("epochs_run", "?"),
-                         "val balanced acc": best.get("best", {}).get("balanced_accuracy", "?")})
+    runs = [_run_row(run) for run in sorted(paths.runs_dir().iterdir())] if paths.runs_dir().is_dir() else []
+    runs = [r for r in runs if r]
+    from hamcli.runs import BUNDLED_FILE
+
+    runs.append({"name": "bundled", "arch": _bundled_arch(BUNDLED_FILE), "data": "ham10000-dev", "epochs": "-",
+                 "status": "shipped with hamcli", "val balanced acc": None})
     return {
         "version": __version__,
         "directories": {"data": str(paths.data_dir()), "cache": str(paths.cache_dir()),
@@ -60,3 +55,35 @@ def collect() -> dict:
         "prepared": prepared,
         "runs": runs,
     }
+
+
+def _run_row(run: Path) -> dict | None:
+    """One line per run or K-fold family: where it stands and its best validation score."""
+    cfg = _json(run / "config.json")
+    if not cfg or run.name.startswith("."):
+        return None
+    metrics = _json(run / "metrics.json")
+    family = _json(run / "family.json")
+    if family:
+        score = family.get("val", {}).get("val_balanced_accuracy", {}).get("mean")
+        return {"name": run.name, "arch": cfg.get("arch", "-"), "data": cfg.get("data") or "-",
+                "epochs": cfg.get("epochs", "-"), "status": f"K-fold family of {family.get('folds', '?')}",
+                "val balanced acc": score}
+    done = metrics.get("epochs_run")
+    planned = cfg.get("epochs")
+    if not (run / "best.pt").exists() and not (run / "last.pt").exists():
+        status = "no epoch finished"
+    elif metrics.get("finished") or (done is not None and planned is not None and done >= planned):
+        status = "finished"
+    elif metrics.get("stopped_early"):
+        status = "stopped early"
+    else:
+        status = f"interrupted: hamcli train --resume {run.name}"
+    return {"name": run.name, "arch": cfg.get("arch", "-"), "data": cfg.get("data") or "-",
+            "epochs": f"{done or 0}/{planned}", "status": status,
+            "val balanced acc": metrics.get("best", {}).get("balanced_accuracy")}
+
+
+def _bundled_arch(path: Path) -> str:
+    """The bundled model's architecture, from the checkpoint's name (loading it would need torch)."""
+    return path.stem.removeprefix("ham10000-")

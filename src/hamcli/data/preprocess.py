@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +29,9 @@ from hamcli.errors import DataError, ModelError, UsageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
-# Pillow's own bomb limit (about 89 Mpx) is far beyond any dermatoscope frame; keep it explicit.
-MAX_PIXELS = 90_000_000
+# The largest ISIC frames are about 30 Mpx; beyond 40 Mpx an image is refused before it is decoded,
+# which bounds the memory one decoding thread can take (16-bit input included) to a few hundred MB.
+MAX_PIXELS = 40_000_000
 
 
 class ImageReadError(DataError):
@@ -40,11 +42,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float greyscale: scale the value range to 8 bits instead of clipping.
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+        # 16-bit, 32-bit and float greyscale: stretch the value range to 8 bits instead of clipping, with
+        # Pillow's own point transforms (no float64 copy of the image: 8 bytes a pixel would be gigabytes).
+        lo, hi = img.getextrema()
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+            return Image.new("RGB", img.size)
+        wide = img.convert("I") if img.mode.startswith("I;16") else img  # point() maps I and F linearly
+        scale = 255.0 / (hi - lo)
+        return wide.point(lambda v: v * scale - lo * scale).convert("L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (0, 0, 0))
@@ -71,9 +76,14 @@ def open_rgb(source: str | Path | Image.Image, target: tuple[int, int] | None = 
     `target` (height, width) lets JPEGs decode at a reduced scale that still covers it.
     """
     if isinstance(source, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(source))
+        filename = getattr(source, "filename", "")
+        if not (filename and Path(filename).is_file()):
+            return _to_rgb(ImageOps.exif_transpose(source))
+        source = filename  # opened from a file by Image.open: read it as a path is read, for the same pixels
     path = Path(source)
     try:
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device); skipped")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:

@@ -53,6 +53,17 @@ def roc_auc_per_class(y_true: np.ndarray, probs: np.ndarray) -> dict[int, float]
     return out
 
 
+def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specificity: float) -> float:
+    """The best sensitivity of a threshold on `score` whose specificity is at least `specificity`."""
+    from sklearn.metrics import roc_curve
+
+    if positive.all() or not positive.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(positive, score)
+    allowed = fpr <= 1 - specificity + 1e-12
+    return float(tpr[allowed].max()) if allowed.any() else 0.0
+
+
 def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] | None = None) -> dict:
     """Everything `hamcli evaluate` reports for one set of predictions."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
@@ -70,17 +81,24 @@ def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] |
     majority = (int(np.argmax(train_counts)) if train_counts is not None
                 else int(np.bincount(y_true, minlength=NUM_CLASSES).argmax()))
     baseline = summary(y_true, np.full_like(y_true, majority))
+    absent = [CLASS_CODES[k] for k in LABELS if k not in set(present.tolist())]
     return {
         "images": int(len(y_true)),
         **headline,
+        "classes_averaged": int(len(present)),  # balanced accuracy and macro F1 average over these
+        "classes_absent": absent,
         "weighted_f1": float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
         "macro_roc_auc": float(np.mean(list(auc.values()))) if auc else float("nan"),
         "melanoma_sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
         "melanoma_specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
+        "melanoma_sensitivity_at_90_specificity": sensitivity_at_specificity(y_true == mel, probs[:, mel], 0.90),
         "ece": expected_calibration_error(y_true, probs),
         "baseline": {"class": CLASS_CODES[majority], **baseline},
         "per_class": {code: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                             "support": int(support[i]), "roc_auc": auc.get(i, float("nan"))}
+                             "support": int(support[i]), "roc_auc": auc.get(i),
+                             **({} if i in auc else {"note": "no test image of this class: recall and ROC AUC "
+                                                             "are undefined" if not support[i] else
+                                                             "every test image is of this class"})}
                       for i, code in enumerate(CLASS_CODES)},
         "confusion_matrix": cm.tolist(),
     }

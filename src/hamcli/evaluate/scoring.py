@@ -11,9 +11,11 @@ import pandas as pd
 import hamcli.evaluate.metrics as metrics
 from hamcli.classes import CLASS_CODES, encode
 from hamcli.data.cache import PreparedDataset
-from hamcli.errors import DataError, NotFoundError
+from hamcli.errors import DataError, NotFoundError, UsageError
+from hamcli.inference.ensemble import Ensemble
+from hamcli.inference.load import load_model
 from hamcli.inference.predictor import Predictor
-from hamcli.runs import family_members, is_family, resolve_model
+from hamcli.runs import BUNDLED_FILE, resolve_model
 
 
 @dataclass
@@ -89,10 +91,12 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
                    encode(table["dx"]), arr, skipped, int(seen.sum()))
 
 
-def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = False, tta: bool = False,
-                        bootstrap: int = 1000, batch_size: int = 64, split: str = "test") -> dict:
-    """Metrics (and per-image predictions) for one run or checkpoint."""
-    predictor = Predictor.load(ref)
+def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta: bool = False,
+          bootstrap: int = 1000, batch_size: int = 64, split: str = "test") -> dict:
+    """Metrics (and per-image predictions) for a loaded model: a run's Predictor or a family's Ensemble."""
+    if split == "val" and isinstance(predictor, Ensemble):
+        raise UsageError(f"{predictor.family}: each fold of a K-fold family has its own validation rows; "
+                         "evaluate a fold with --split val, or the family on its test split")
     evalset = labelled_folder(data, predictor) if data else held_out(predictor, split)
     probs = predictor.probabilities(evalset.images, batch_size=batch_size, tta=tta)
     train_counts = predictor.ckpt_meta.get("data", {}).get("train_counts")
@@ -106,19 +110,32 @@ def evaluate_checkpoint(ref: str | Path, data: Path | None = None, ci: bool = Fa
                                 "pred_dx": [CLASS_CODES[i] for i in probs.argmax(1)]})
     for i, code in enumerate(CLASS_CODES):
         predictions[f"p_{code}"] = probs[:, i].round(6)
-    return {"run": predictor.card.path.parent.name, "checkpoint": str(predictor.card.path),
+    path = predictor.card.path
+    return {"run": path.name if path.is_dir() else path.parent.name, "checkpoint": str(path),
             "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "skipped": evalset.skipped,
-            "left_out_seen": evalset.left_out,
+            "left_out_seen": evalset.left_out, "family": list(predictor.ckpt_meta.get("family", [])) or None,
             "metrics": report, "predictions": predictions, "probs": probs, "y_true": evalset.y_true}
 
 
+def evaluate_checkpoint(ref: str | Path, **kwargs) -> dict:
+    """Metrics for one run or checkpoint file."""
+    return score(Predictor.load(ref), **kwargs)
+
+
 def evaluate(ref: str | Path | None = None, **kwargs) -> dict:
-    """One run, or a K-fold family (each member scored, then mean and standard deviation)."""
+    """One run, or a K-fold family: the ensemble of its folds, and each fold scored on the same images
+    (`members`, with their mean and standard deviation)."""
     run_path = resolve_model(ref)
-    if run_path.is_dir() and is_family(run_path):
-        members = [evaluate_checkpoint(m, **kwargs) for m in family_members(run_path)]
+    if ref is None and run_path == BUNDLED_FILE and not kwargs.get("data"):
+        raise NotFoundError("no trained run yet: train one first (`hamcli train`), or score the bundled model "
+                            "on a labelled folder with `hamcli evaluate bundled --data DIR`")
+    predictor = load_model(run_path)
+    result = score(predictor, **kwargs)
+    if isinstance(predictor, Ensemble):
+        members = [score(m, **kwargs) for m in predictor.members]
         keys = [k for k, v in members[0]["metrics"].items() if isinstance(v, float)]
-        stats = {k: {"mean": float(np.nanmean([m["metrics"][k] for m in members])),
-                     "std": float(np.nanstd([m["metrics"][k] for m in members]))} for k in keys}
-        return {"run": run_path.name, "family": True, "members": members, "metrics_mean_std": stats}
-    return evaluate_checkpoint(run_path, **kwargs)
+        result["members"] = members
+        result["metrics_mean_std"] = {k: {"mean": float(np.nanmean([m["metrics"][k] for m in members])),
+                                          "std": float(np.nanstd([m["metrics"][k] for m in members]))}
+                                      for k in keys}
+    return result

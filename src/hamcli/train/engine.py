@@ -27,7 +27,7 @@ from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
 from hamcli.models.precision import Precision, choose, keep_freed_memory
 from hamcli.models.zoo import get_spec
-from hamcli.runs import new_run_name
+from hamcli.runs import new_run_name, set_latest
 from hamcli.train import augment as aug
 from hamcli.train.config import MONITORS, TrainConfig
 from hamcli.train.optim import EMA, Freezer, optimizer, param_groups, scheduler
@@ -99,6 +99,7 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.state = _State(history=[])
+        self.status = "finished"
         self.run_dir = run_dir or paths.runs_dir() / (cfg.name or new_run_name(cfg.arch))
 
     # -- checkpoints -----------------------------------------------------------------
@@ -221,8 +222,11 @@ class Trainer:
     def run(self) -> Path:
         cfg, st = self.cfg, self.state
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
-                                                       "data_fingerprint": self.prepared.fingerprint})
+        if st.epoch == 0:  # a new run (not a resumed one) records its options and becomes the default model
+            fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
+                                                           "data_fingerprint": self.prepared.fingerprint})
+            if self.run_dir.parent == paths.runs_dir():
+                set_latest(self.run_dir)
         self.events.start({"run": str(self.run_dir), "arch": cfg.arch, "data": self.prepared.name,
                            "size": size_text(self.size), "train": len(self.data.train_idx),
                            "val": len(self.data.val_idx), "val_source": self.data.val_source,
@@ -239,16 +243,32 @@ class Trainer:
                 self._end_epoch(epoch, record)
                 self.events.epoch_end({**record, "best_epoch": st.best_epoch})
                 if cfg.early_stop and st.bad_epochs >= cfg.early_stop:
+                    self.status = "stopped early"
                     break
         except KeyboardInterrupt:
             # last.pt holds the last completed epoch; the half-done one is dropped, so resume is exact.
+            self.status = "interrupted"
             self._write_reports()
             saved = (f"{self.run_dir / 'last.pt'} holds epoch {st.epoch}: continue with "
                      f"`hamcli train --resume {self.run_dir.name}`" if st.epoch else "no epoch had finished")
             raise TrainingInterrupted(f"interrupted in epoch {st.epoch + 1}; {saved}") from None
         self.calibration = self._calibrate()
         self._write_reports()
+        self._warn_if_no_better_than_baseline()
         return self.run_dir
+
+    def _warn_if_no_better_than_baseline(self) -> None:
+        import warnings
+
+        st, prefix = self.state, "val_ema_" if self.ema else "val_"
+        present = int(torch.unique(self.data.labels[torch.from_numpy(self.data.val_idx)]).numel())
+        if not st.best_epoch or not present:
+            return
+        best = st.history[st.best_epoch - 1][f"{prefix}balanced_accuracy"]
+        if best <= 1 / present + 1e-9:
+            warnings.warn(f"the model never beat the majority baseline on validation (balanced accuracy "
+                          f"{best:.3f}, the same as always answering one class); train longer, change --lr, "
+                          "or check the prepared data", stacklevel=2)
 
     def _calibrate(self) -> dict | None:
         """Fit temperature (and, if asked, the prior shift) on the validation rows; record it in best.pt."""
@@ -279,7 +299,7 @@ class Trainer:
         from hamcli.train.report import write_reports
 
         write_reports(self.run_dir, self.state.history, self.state.best_epoch, self.cfg.monitor,
-                      "val_ema_" if self.ema else "val_", getattr(self, "calibration", None))
+                      "val_ema_" if self.ema else "val_", getattr(self, "calibration", None), self.status)
 
 
 def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:

@@ -12,7 +12,7 @@ import hamcli.models.checkpoint as checkpoint
 import hamcli.paths as paths
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
-from hamcli.runs import new_run_name
+from hamcli.runs import new_run_name, set_latest
 from hamcli.train.config import TrainConfig
 from hamcli.train.engine import Trainer, TrainEvents
 
@@ -37,4 +37,5 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
     fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
                                              "data": prepared.name, "val": stats})
     fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
+    set_latest(family)
     return family

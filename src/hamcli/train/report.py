@@ -10,7 +10,7 @@ import hamcli.fsio as fsio
 
 
 def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str, prefix: str = "val_",
-                  calibration: dict | None = None) -> None:
+                  calibration: dict | None = None, status: str = "finished") -> None:
     """`prefix`: the validation columns the run selected on (`val_ema_` for the moving average)."""
     if not history:
         return
@@ -22,7 +22,8 @@ def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: 
                                                "monitor": monitor, "weights": "ema" if "ema" in prefix else "raw",
                                                "best": {k.removeprefix(prefix): v for k, v in best.items()
                                                         if k.startswith(prefix) and "ema" not in k[len(prefix):]},
-                                               "calibration": calibration})
+                                               "calibration": calibration, "finished": status == "finished",
+                                               "stopped_early": status == "stopped early"})
     plot_curves(table, run_dir / "curves.png")
 
 

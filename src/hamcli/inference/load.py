@@ -1,0 +1,18 @@
+"""What a model reference loads as: one run's Predictor, or a K-fold family's Ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hamcli.inference.ensemble import Ensemble
+from hamcli.inference.predictor import Predictor
+from hamcli.runs import is_family, resolve_model
+
+
+def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor:
+    """A run name or folder, a checkpoint file, a K-fold family, "bundled", or None for the default model
+    (the run started last, else the bundled model)."""
+    path = resolve_model(ref)
+    if path.is_dir() and is_family(path):
+        return Ensemble.load_family(path, device)
+    return Predictor.load(path, device=device)
