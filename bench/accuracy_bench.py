@@ -82,7 +82,7 @@ def scores(run: str, env: dict, split: str, tta: bool, bootstrap: int) -> dict:
 
 def predict_throughput(run: str, home: Path) -> float:
     """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded)."""
-    code = (f"import time, hamcli; from hamcli.evaluate.scoring import held_out; p = hamcli.load_model({run!r}); "
+    code = (f"import time, hamcli; from hamcli.evaluation.scoring import held_out; p = hamcli.load_model({run!r}); "
             "x = held_out(p).images; p.probabilities(x[:64]); t = time.perf_counter(); p.probabilities(x); "
             "print(len(x) / (time.perf_counter() - t))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},

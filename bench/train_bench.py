@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from hamcli.train.engine import TrainEvents
+from hamcli.training.engine import TrainEvents
 
 CASES = [("resnet18", 128), ("lenet", 64)]
 
@@ -106,8 +106,8 @@ def main() -> None:
     env = dict(os.environ)
     run_cli(["download", "--from", str(args.data / "images"), "--metadata",
              str(args.data / "HAM10000_metadata.csv"), "--json"], env)
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import Trainer
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import Trainer
 
     for arch, size in [] if args.memory_only else CASES:
         name = f"s{size}"

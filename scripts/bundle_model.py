@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import hamcli.evaluate.scoring as scoring
+import hamcli.evaluation.scoring as scoring
 import hamcli.fsio as fsio
 import hamcli.models.checkpoint as checkpoint
 from hamcli.data.cache import PreparedDataset

@@ -133,8 +133,8 @@ def _build_home(home: Path, source: Path, train_run: bool) -> None:
     """Import, prepare (and train) the tiny dataset once, in a home of its own."""
     from hamcli.data.importers import import_dataset
     from hamcli.data.prepare import PrepareConfig, prepare
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import train
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import train
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HAMCLI_HOME", str(home))

@@ -10,7 +10,7 @@ import hamcli
 import hamcli.models.checkpoint as checkpoint
 from hamcli.data.preprocess import to_float
 from hamcli.inference.postprocess import Postprocess
-from hamcli.train.calibrate import calibrate, choose_tau, fit_temperature
+from hamcli.training.calibrate import calibrate, choose_tau, fit_temperature
 
 
 def _sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def test_prior_shift_trades_accuracy_for_rare_classes_within_the_limit():
     log_prior = np.log(prior)
     tau = choose_tau(logits, y, log_prior, max_accuracy_drop=0.02)
     assert tau == pytest.approx(0.1)  # 0.2 would gain more balanced accuracy but cost 2.6 points of accuracy
-    from hamcli.evaluate.metrics import summary
+    from hamcli.evaluation.metrics import summary
 
     before, after = summary(y, logits.argmax(1)), summary(y, (logits - tau * log_prior).argmax(1))
     assert after["balanced_accuracy"] > before["balanced_accuracy"]
@@ -66,8 +66,8 @@ def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_reco
 
 def test_a_run_records_its_calibration_and_predict_applies_it(prepared_tiny, tmp_path):
     from conftest import class_image
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import train
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import train
 
     run = train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32", name="cal",
                             prior_shift="0.7"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import hamcli.evaluate.metrics as metrics
+import hamcli.evaluation.metrics as metrics
 from hamcli.classes import CLASS_INDEX
 
 MEL, NV, BCC = CLASS_INDEX["mel"], CLASS_INDEX["nv"], CLASS_INDEX["bcc"]

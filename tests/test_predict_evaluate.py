@@ -121,8 +121,8 @@ def test_label_order_is_preserved_end_to_end(tmp_path, images, code):
 
 def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
     from hamcli.runs import BUNDLED_FILE
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import train
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import train
 
     bundled = hamcli.load_model()
     assert bundled.card.path == BUNDLED_FILE and bundled.card.arch == "lenet"
@@ -209,8 +209,8 @@ def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
 
 
 def test_evaluate_compares_several_runs(trained_run):
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import train
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import train
 
     train(TrainConfig(arch="cnn", data="tiny", epochs=1, batch_size=8, precision="fp32", name="tiny-cnn"))
     out = runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn"])
@@ -225,8 +225,8 @@ def test_evaluate_compares_several_runs(trained_run):
 
 
 def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path):
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.folds import train_folds
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.folds import train_folds
 
     train_folds(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="cv"))
     report = json.loads(runner.invoke(app, ["evaluate", "cv", "--json"]).stdout)
@@ -249,7 +249,7 @@ def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path
 
 def test_evaluate_refuses_changed_prepared_dataset(trained_run):
     from hamcli.data.prepare import PrepareConfig, prepare
-    from hamcli.evaluate.scoring import evaluate
+    from hamcli.evaluation.scoring import evaluate
 
     prepare(name="tiny", config=PrepareConfig(split="50/50", size="32", seed=9))
     with pytest.raises(DataError, match="changed since training"):
@@ -312,3 +312,29 @@ def test_format_1_checkpoint_of_hamcli_0_1_still_loads(tmp_path, images):
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(loaded.model(x), model(x))
     assert loaded.predict(images / "img0.jpg").code in CLASS_CODES
+
+
+def test_same_probabilities_from_a_path_or_an_opened_image_and_at_any_batch_size(trained_run, images):
+    model = hamcli.load_model()
+    path = images / "img0.jpg"
+    from_path = model.predict(path).probabilities
+    from_image = model.predict(Image.open(path)).probabilities
+    assert max(abs(from_path[c] - from_image[c]) for c in CLASS_CODES) < 1e-6
+    paths = sorted(images.glob("*.jpg")) * 3  # 15 images: the batched path
+    runs = [model.predict_many(paths, batch_size=b) for b in (1, 4, 64)]
+    for rows in runs[1:]:
+        for a, b in zip(runs[0], rows, strict=True):
+            assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASS_CODES) < 1e-6
+
+
+def test_python_api_runs_the_whole_pipeline(dataset_folder, tmp_path):
+    dataset = hamcli.download(from_path=dataset_folder)
+    assert dataset.report["images"] == 28
+    prepared = hamcli.prepare(split="50/25/25", size=32)
+    run = hamcli.train(arch="lenet", data=prepared.name, epochs=1, batch_size=8, precision="fp32", name="api")
+    scored = hamcli.evaluate(run.name)
+    assert scored["metrics"]["images"] == sum(prepared.summary["counts"]["test"].values())
+    model = hamcli.load_model(run.name)
+    result = hamcli.gradcam(model, next((dataset_folder / "images").iterdir()))
+    assert result.heatmap.shape == (30, 40) and result.predicted in CLASS_CODES
+    assert {"load_model", "prepare", "train", "evaluate", "gradcam", "download"} <= set(hamcli.__all__)

@@ -183,3 +183,18 @@ def test_pandas_reads_manifest_with_expected_columns(imported):
     prepared = prepare(config=PrepareConfig(split="75/25", size=16))
     cols = list(pd.read_csv(prepared.root / "manifest.csv").columns)
     assert cols[:6] == ["image_id", "lesion_id", "dx", "split", "fold", "file"]
+
+
+def test_a_class_missing_from_an_evaluated_part_is_named_with_the_fix(tmp_path):
+    from conftest import make_dataset_folder
+    from hamcli.data.importers import import_dataset
+
+    make_dataset_folder(tmp_path / "few", per_class=2, images_per_lesion=1)  # 2 lesions per class
+    import_dataset(tmp_path / "few")
+    with pytest.warns(UserWarning, match=r"class \w+ has 2 lesion\(s\), too few for a 15% test part") as caught:
+        prepared = prepare(name="few", config=PrepareConfig(split="70/15/15", size="16"))
+    assert prepared.summary["missing_classes"] and len(caught) == len(prepared.summary["missing_classes"])
+    assert "use a split whose" in prepared.summary["missing_classes"][0]
+    result = runner.invoke(app, ["prepare", "--source", "ham10000", "--name", "few2", "--split", "70/15/15",
+                                 "--size", "16", "-q"])
+    assert result.exit_code == 0 and "Warning: class" in result.stderr

@@ -16,11 +16,11 @@ from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
 from hamcli.errors import ModelError, NotFoundError, UsageError
 from hamcli.models.build import build_model
-from hamcli.train import engine
-from hamcli.train.config import TrainConfig
-from hamcli.train.engine import TrainEvents, TrainingInterrupted
-from hamcli.train.folds import train_folds
-from hamcli.train.sampling import class_weights, epoch_order
+from hamcli.training import engine
+from hamcli.training.config import TrainConfig
+from hamcli.training.engine import TrainEvents, TrainingInterrupted
+from hamcli.training.folds import train_folds
+from hamcli.training.sampling import class_weights, epoch_order
 
 runner = CliRunner()
 FAST = dict(data="tiny", batch_size=8, precision="fp32", epochs=1)
@@ -162,7 +162,7 @@ def test_freeze_early_keeps_the_first_modules_and_trains_the_rest(prepared_tiny)
 
 
 def test_backbone_learns_slower_than_the_head(prepared_tiny):
-    from hamcli.train.optim import param_groups
+    from hamcli.training.optim import param_groups
 
     model = build_model("cnn")[0]
     groups = param_groups(model, "classifier", TrainConfig(arch="cnn", lr=0.01, backbone_lr_mult=0.1))
@@ -173,7 +173,7 @@ def test_backbone_learns_slower_than_the_head(prepared_tiny):
 
 
 def test_warmup_raises_the_rate_then_cosine_lowers_it():
-    from hamcli.train.optim import optimizer, param_groups, scheduler
+    from hamcli.training.optim import optimizer, param_groups, scheduler
 
     cfg = TrainConfig(arch="lenet", lr=0.1, epochs=4, warmup_epochs=1)
     model = build_model("lenet")[0]

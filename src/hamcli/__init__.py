@@ -41,7 +41,9 @@ def load_model(run_or_path: str | Path | None = None, device: str = "auto") -> P
 
 
 def download(source: str = "ham10000", from_path: str | Path | None = None, name: str | None = None) -> Any:
-    """Fetch a source from its official home (or import `from_path`, a copy you have); returns the dataset."""
+    """Fetch `source` (ham10000, isic2018-test, dermamnist) from its official home, verified and resumable,
+    or import `from_path`, a copy you have (zip, folder, CSV, npz). Returns the dataset; `.report` says
+    what was found."""
     from pathlib import Path
 
     if from_path is not None:
@@ -54,7 +56,8 @@ def download(source: str = "ham10000", from_path: str | Path | None = None, name
 
 
 def prepare(source: str | None = None, name: str | None = None, **options: Any) -> Any:
-    """Split a dataset by lesion and cache its images (options as `hamcli prepare`: split, size, folds, ...)."""
+    """Split a dataset by lesion and cache its images; options as `hamcli prepare` (`split="85/15"`,
+    `size=128` or `size="200x150"`, `folds`, `limit`, `seed`, `group_by`). Returns the prepared dataset."""
     from hamcli.data.prepare import PrepareConfig
     from hamcli.data.prepare import prepare as run
 
@@ -62,24 +65,31 @@ def prepare(source: str | None = None, name: str | None = None, **options: Any) 
 
 
 def train(**options: Any) -> Path:
-    """Train a model (options as `hamcli train`: arch, data, epochs, ...); returns the run folder."""
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import train as run
+    """Train a model; options as `hamcli train` with underscores (`arch="efficientnet_lite0"`,
+    `pretrained=True`, `data=...`, `epochs`, `freeze_early`, `ema`, ...). Returns the run folder."""
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import train as run
 
     return run(TrainConfig(**options))
 
 
 def evaluate(run: str | Path | None = None, **options: Any) -> dict:
-    """Score a run on its test split, or on a labelled folder with `data=`; returns metrics and predictions."""
-    from hamcli.evaluate.scoring import evaluate as run
+    """Score a run (default: the run started last) on its test split, or on a labelled folder with
+    `data=`; options as `hamcli evaluate` (`split="val"`, `ci=True`, `tta=True`, ...). Returns a dict with
+    `metrics` (accuracy, balanced_accuracy, per_class, confusion_matrix, ...) and `predictions`."""
+    from hamcli.evaluation.scoring import evaluate as score
 
-    return run(run, **options)
+    return score(run, **options)
 
 
 def gradcam(model: Predictor, image: Any, **options: Any) -> Any:
-    """Explain one image with `model` (from `load_model`): an Explanation with its heat map."""
+    """Explain one image (a path or a PIL image) with `model` from `load_model`; options `target` ("pred" or
+    a class code), `method`, `layer`. Returns an Explanation: `.heatmap` (H, W) in [0, 1] over `.image`,
+    `.predicted`, `.probability`, `.layer`. `hamcli.explain.overlay.overlay/panel` draw it."""
     from hamcli.explain.maps import explain
 
+    if hasattr(model, "best_member"):  # a K-fold family: explain its best fold
+        model = model.best_member()[0]
     return explain(model, image, **options)
 
 

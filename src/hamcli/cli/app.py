@@ -76,6 +76,8 @@ def root(
                                  help="Print the version and exit."),
 ) -> None:
     """hamcli: HAM10000 dermatoscopy classifiers from the command line."""
+    warnings.showwarning = _show_warning  # library warnings become one yellow line on stderr
+    warnings.simplefilter("always", UserWarning)
 
 
 for command_group in (data, models, train, evaluate, predict, gradcam):
@@ -88,7 +90,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main() -> None:
     """Entry point: run the app, turning HamcliError into one red line and an exit code."""
-    warnings.showwarning = _show_warning
     try:
         app()
     except HamcliError as exc:

@@ -115,7 +115,7 @@ def evaluate(
     """Score runs with the metrics a clinical reviewer asks for, beside the majority baseline."""
     import pandas as pd
 
-    import hamcli.evaluate.scoring as scoring
+    import hamcli.evaluation.scoring as scoring
     import hamcli.fsio as fsio
 
     fmt = "json" if as_json else fmt
@@ -129,7 +129,7 @@ def evaluate(
             pd.concat(frames).to_csv(tmp, index=False)
         render.info(f"predictions written to {predictions}")
     if plot is not None:
-        import hamcli.evaluate.plots as plots
+        import hamcli.evaluation.plots as plots
 
         for r in flat:
             stem = r["run"] if len(flat) > 1 else "evaluate"

@@ -11,7 +11,7 @@ import hamcli.cli.render as render
 from hamcli.cli.options import choice, flag, json_alias, output_format
 from hamcli.models.precision import DEVICES, PRECISIONS
 from hamcli.models.zoo import MODELS
-from hamcli.train.config import AUGMENTS, CLASS_WEIGHTS, MONITORS, OPTIMIZERS, SAMPLERS, SCHEDULES
+from hamcli.training.config import AUGMENTS, CLASS_WEIGHTS, MONITORS, OPTIMIZERS, SAMPLERS, SCHEDULES
 
 
 class _Progress:
@@ -111,10 +111,10 @@ def train(
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
 
-    from hamcli.train.config import TrainConfig
-    from hamcli.train.engine import resume as resume_run
-    from hamcli.train.engine import train as train_run
-    from hamcli.train.folds import train_folds
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import resume as resume_run
+    from hamcli.training.engine import train as train_run
+    from hamcli.training.folds import train_folds
 
     events = _Progress(quiet)
     try:

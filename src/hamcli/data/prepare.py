@@ -23,7 +23,14 @@ from hamcli.classes import CLASS_CODES
 from hamcli.data.cache import PreparedDataset, cache_file, fingerprint
 from hamcli.data.preprocess import IMAGE_SUFFIXES, INTERPOLATION, POLICY, decode_all, parse_size, size_text
 from hamcli.data.raw import Dataset, open_dataset
-from hamcli.data.splits import SplitSpec, assign_folds, assign_split, leaked_lesions, stratified_limit
+from hamcli.data.splits import (
+    SplitSpec,
+    assign_folds,
+    assign_split,
+    leaked_lesions,
+    missing_in_parts,
+    stratified_limit,
+)
 from hamcli.errors import DataError, UsageError
 
 RESIZE_POLICY = ("the largest centred box of the target's aspect ratio (the centre square for a square size, "
@@ -89,6 +96,9 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
             warnings.warn("--group-by image splits images of one lesion across train and test; results will "
                           "be inflated and are not comparable with lesion-grouped ones", stacklevel=2)
         split = assign_split(table, spec, config.seed, config.group_by)
+        gaps = missing_in_parts(table, split, spec, config.limit)
+        for gap in gaps:
+            warnings.warn(gap, stacklevel=2)
         fold = (assign_folds(table, split, config.folds, config.seed, config.group_by)
                 if config.folds else np.full(len(table), -1))
         manifest = table.copy()
@@ -114,6 +124,7 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
             "counts": {s: {c: int(((manifest["split"] == s) & (manifest["dx"] == c)).sum()) for c in CLASS_CODES}
                        for s in ("train", "val", "test")},
             "leaked_lesions": leaked_lesions(manifest, split),
+            "missing_classes": gaps,
             "excluded": excluded,
             "fingerprint": fingerprint(manifest_bytes, size),
             "hamcli_version": __version__,

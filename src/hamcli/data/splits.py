@@ -139,3 +139,26 @@ def train_val_rows(manifest: pd.DataFrame, fold: int | None, seed: int, name: st
     train_rows = np.flatnonzero(split == "train")
     carved = assign_split(manifest.iloc[train_rows].reset_index(drop=True), SplitSpec(85, 0, 15), seed)
     return train_rows[carved == "train"], train_rows[carved == "test"], "lesion-grouped 15% of train"
+
+
+def missing_in_parts(table: pd.DataFrame, split: np.ndarray, spec: SplitSpec, limit: int | None) -> list[str]:
+    """One warning per class that has training images but none in an evaluated part (val or test), saying
+    what would fix it: metrics on that part would otherwise silently average over fewer classes."""
+    import math
+
+    warnings_out = []
+    parts = {"val": spec.val, "test": spec.test}
+    for dx, rows in table.groupby("dx", sort=True):
+        in_split = split[rows.index.to_numpy()]
+        lesions = rows["lesion_id"].nunique()
+        if not (in_split == "train").any():
+            continue
+        for part, percent in parts.items():
+            if percent and not (in_split == part).any():
+                needed = math.ceil(100 / percent)  # lesions of the class for the part to expect one
+                fix = (f"raise --limit to at least {math.ceil(limit * needed / lesions)}" if limit else
+                       f"use a split whose {part} part is at least {math.ceil(100 / lesions)}%")
+                warnings_out.append(f"class {dx} has {lesions} lesion(s), too few for a {percent}% {part} part "
+                                    f"(it needs about {needed}): no {dx} image is in {part}, so metrics there "
+                                    f"average over fewer classes; {fix}")
+    return warnings_out

@@ -1,6 +1,6 @@
 """What happens to a model's logits before they become probabilities: temperature and prior shift.
 
-Both are fitted on the run's validation rows after training (`hamcli.train.calibrate`), recorded in
+Both are fitted on the run's validation rows after training (`hamcli.training.calibrate`), recorded in
 the checkpoint, and applied by every command that predicts, so evaluate, predict and gradcam agree.
 
 - Temperature scaling (Guo et al. 2017) divides the logits by T: the top class never changes, the

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import hamcli.evaluate.metrics as metrics
+import hamcli.evaluation.metrics as metrics
 from hamcli.classes import CLASS_CODES, encode
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import DataError, NotFoundError, UsageError

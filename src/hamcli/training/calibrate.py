@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from hamcli.evaluate.metrics import expected_calibration_error, summary
+from hamcli.evaluation.metrics import expected_calibration_error, summary
 from hamcli.inference.postprocess import Postprocess
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(21))  # 0 .. 2 in steps of 0.1

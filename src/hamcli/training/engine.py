@@ -22,16 +22,16 @@ from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
 from hamcli.errors import HamcliError, UsageError
-from hamcli.evaluate.metrics import summary
+from hamcli.evaluation.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
 from hamcli.models.precision import Precision, choose, keep_freed_memory
 from hamcli.models.zoo import get_spec
 from hamcli.runs import new_run_name, set_latest
-from hamcli.train import augment as aug
-from hamcli.train.config import MONITORS, TrainConfig
-from hamcli.train.optim import EMA, Freezer, optimizer, param_groups, scheduler
-from hamcli.train.sampling import TrainData, class_weights, epoch_order, select
+from hamcli.training import augment as aug
+from hamcli.training.config import MONITORS, TrainConfig
+from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
+from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
 
 
 class TrainingInterrupted(HamcliError):
@@ -274,7 +274,7 @@ class Trainer:
         """Fit temperature (and, if asked, the prior shift) on the validation rows; record it in best.pt."""
         import copy
 
-        from hamcli.train.calibrate import calibrate
+        from hamcli.training.calibrate import calibrate
 
         d, found = self.data, {}
         if not len(d.val_idx) or not self.state.best_epoch:
@@ -296,7 +296,7 @@ class Trainer:
         return found.get("best.pt")
 
     def _write_reports(self) -> None:
-        from hamcli.train.report import write_reports
+        from hamcli.training.report import write_reports
 
         write_reports(self.run_dir, self.state.history, self.state.best_epoch, self.cfg.monitor,
                       "val_ema_" if self.ema else "val_", getattr(self, "calibration", None), self.status)

@@ -14,7 +14,7 @@ from torch import nn
 
 from hamcli.errors import UsageError
 from hamcli.models.zoo import ModelSpec
-from hamcli.train.config import MONITORS, TrainConfig
+from hamcli.training.config import MONITORS, TrainConfig
 
 
 def param_groups(model: nn.Module, head: str, cfg: TrainConfig) -> list[dict]:

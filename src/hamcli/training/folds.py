@@ -13,8 +13,8 @@ import hamcli.paths as paths
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
 from hamcli.runs import new_run_name, set_latest
-from hamcli.train.config import TrainConfig
-from hamcli.train.engine import Trainer, TrainEvents
+from hamcli.training.config import TrainConfig
+from hamcli.training.engine import Trainer, TrainEvents
 
 
 def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
