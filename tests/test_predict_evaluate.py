@@ -251,7 +251,7 @@ def test_evaluate_refuses_changed_prepared_dataset(trained_run):
     from hamcli.data.prepare import PrepareConfig, prepare
     from hamcli.evaluation.scoring import evaluate
 
-    prepare(name="tiny", config=PrepareConfig(split="50/50", size="32", seed=9))
+    prepare(name="tiny", config=PrepareConfig(split="50/50", size="32", seed=9), overwrite=True, force=True)
     with pytest.raises(DataError, match="changed since training"):
         evaluate("tiny-lenet")
 

@@ -93,7 +93,8 @@ def test_cli_prepare_prints_table_and_zero_leaks(imported):
     result = runner.invoke(app, ["prepare", "--split", "75/25", "--size", "16", "-q"])
     assert result.exit_code == 0, result.output
     assert "lesions in more than one split: 0" in result.stdout
-    result = runner.invoke(app, ["prepare", "--split", "75/25", "--size", "16", "-q", "--json"])
+    result = runner.invoke(app, ["prepare", "--split", "75/25", "--size", "16", "-q", "--json", "--overwrite"])
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["counts"]["train"]["mel"] + summary["counts"]["test"]["mel"] == 12
 
@@ -129,10 +130,11 @@ def test_unusable_images_are_excluded_and_counted(tmp_path):
 def test_failed_prepare_leaves_previous_prepared_dataset(imported, hamcli_home):
     first = prepare(config=PrepareConfig(split="75/25", size=16))
     before = (first.root / "manifest.csv").read_bytes()
-    with pytest.raises(UsageError):
-        prepare(config=PrepareConfig(split="75/25", size=16, folds=1))
+    with pytest.raises(UsageError, match="--folds 1"):
+        prepare(config=PrepareConfig(split="75/25", size=16, folds=1), overwrite=True)
     assert (first.root / "manifest.csv").read_bytes() == before
-    assert [p.name for p in (hamcli_home / "data/prepared").iterdir()] == ["ham10000"]
+    assert [p.name for p in (hamcli_home / "data/prepared").iterdir() if not p.name.startswith(".")] == ["ham10000"]
+    assert len(list((hamcli_home / "data/prepared/.versions").iterdir())) == 1
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "I;16", "P", "LA"])

@@ -16,12 +16,6 @@ CLASS_NAMES: dict[str, str] = {
     "vasc": "Vascular lesion",
 }
 
-# Kaggle's hmnist_*.csv label column: 0 akiec, 1 bcc, 2 bkl, 3 df, 4 nv, 5 vasc, 6 mel.
-HMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "nv", "vasc", "mel")
-
-# MedMNIST's DermaMNIST labels follow the same order as Kaggle's hmnist files.
-DERMAMNIST_LABELS: tuple[str, ...] = HMNIST_LABELS
-
 CLASS_INDEX: dict[str, int] = {code: i for i, code in enumerate(CLASS_CODES)}
 
 NUM_CLASSES = len(CLASS_CODES)

@@ -15,7 +15,14 @@ APP = "hamcli"
 
 def home() -> Path | None:
     value = os.environ.get("HAMCLI_HOME")
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        from hamcli.errors import UsageError
+
+        raise UsageError(f"HAMCLI_HOME={value}: not a folder; point it at a folder (it is created when needed)")
+    return path
 
 
 def data_dir() -> Path:

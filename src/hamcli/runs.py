@@ -106,3 +106,16 @@ def resolve_checkpoint(ref: str | Path | None) -> Path:
         if (run / name).exists():
             return run / name
     raise NotFoundError(f"{run}: no best.pt or last.pt; the run did not finish an epoch")
+
+
+def runs_using(prepared: str) -> list[str]:
+    """The runs (and families) whose config names `prepared` as their data."""
+    found = []
+    for run in list_runs():
+        try:
+            data = json.loads((run / "config.json").read_text()).get("data")
+        except (OSError, ValueError):
+            continue
+        if data == prepared:
+            found.append(run.name)
+    return found

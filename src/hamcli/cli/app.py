@@ -6,6 +6,8 @@ stays fast.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import warnings
 
@@ -22,6 +24,18 @@ import hamcli.cli.train as train
 from hamcli._version import __version__
 from hamcli.errors import HamcliError
 
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the file, what went wrong, what to do."""
+    where = exc.filename or "a file"
+    if exc.errno == errno.ENOSPC:
+        return (f"{where}: no space left on the device; free some space and run the command again (anything "
+                "it was replacing is unchanged)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied; check the folder's permissions, or set HAMCLI_HOME to a folder of yours"
+    return f"{where}: {exc.strerror or exc}"
+
+
 # Typer ships its own copy of Click; its base exception is reached through a public subclass.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -35,6 +49,20 @@ class _Group(TyperGroup):
         except HamcliError as exc:
             render.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            render.error("interrupted; nothing half-written was kept")
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            render.error(os_error_line(exc))
+            raise typer.Exit(1) from None
+        except (_ClickException, typer.Exit, typer.Abort):
+            raise  # usage errors and exits: `main` prints them
+        except Exception as exc:
+            if os.environ.get("HAMCLI_DEBUG"):
+                raise
+            render.error(f"unexpected {type(exc).__name__}: {exc}. This is a bug in hamcli: please report it with "
+                         "the command you ran (HAMCLI_DEBUG=1 shows where it happened)")
+            raise typer.Exit(1) from None
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
         try:

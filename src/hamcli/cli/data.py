@@ -22,6 +22,8 @@ def download(
     url: Optional[str] = typer.Option(None, "--url", help="Mirror base URL; files are fetched as URL/<file>. "
                                       "Also $HAMCLI_MIRROR or $HAMCLI_MIRROR_<SOURCE>."),
     size: Optional[str] = typer.Option(None, "--size", help="dermamnist only: 28, 64, 128 or 224."),
+    overwrite: bool = flag("--overwrite", help="Replace an existing dataset of that name (only once the new "
+                           "one is complete)."),
     list_sources: bool = flag("--list", help="List the sources and exit."),
     quiet: bool = flag("--quiet", "-q", help="No progress bars."),
     fmt: str = output_format(),
@@ -37,12 +39,15 @@ def download(
         _print_sources(SOURCES, fmt)
         return
     if from_path is not None:
-        ds, fetched = importers.import_dataset(from_path, name=name or "ham10000", metadata=metadata), True
+        ds = importers.import_dataset(from_path, name="ham10000" if name is None else name, metadata=metadata,
+                                      overwrite=overwrite)
+        fetched = True
     elif source == "samples":
-        ds, fetched = importers.import_samples(name or "samples"), True
+        ds, fetched = importers.import_samples("samples" if name is None else name), True
     else:
         with render.byte_progress(quiet) as progress:
-            ds, fetched = dl.download_source(source, variant=size, mirror=url, name=name, progress=progress)
+            ds, fetched = dl.download_source(source, variant=size, mirror=url, name=name, progress=progress,
+                                             overwrite=overwrite)
     report = ds.report
     if not fetched:
         render.info(f"{ds.name}: already present and verified in {ds.root}")
@@ -100,7 +105,10 @@ def prepare(
     limit: Optional[int] = typer.Option(None, "--limit", help="Take a stratified subset of about N images."),
     export_folders: Optional[Path] = typer.Option(None, "--export-folders",
                                                   help="Also write DIR/<split>/<class>/ image copies."),
-    workers: int = typer.Option(0, "--workers", help="Decoding threads (0: one per core)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Decoding threads (0: one per core)."),
+    overwrite: bool = flag("--overwrite", help="Replace an existing prepared dataset of that name (only once the "
+                           "new one is complete)."),
+    force: bool = flag("--force", help="With --overwrite: replace it even though runs were trained on it."),
     quiet: bool = flag("--quiet", "-q", help="No progress bar."),
     fmt: str = output_format(),
     as_json: bool = json_alias(),
@@ -112,7 +120,7 @@ def prepare(
     config = prep.PrepareConfig(split=split, size=size, seed=seed, group_by=group_by, folds=folds,
                                 limit=limit, workers=workers)
     with render.count_progress("decoding images", quiet) as progress:
-        prepared = prep.prepare(source, name, config, progress)
+        prepared = prep.prepare(source, name, config, progress, overwrite=overwrite, force=force)
     if export_folders is not None:
         prep.export_folders(prepared, export_folders)
         render.info(f"exported image folders to {export_folders}")

@@ -102,7 +102,9 @@ def train(
     precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
                                                                   "measures on this machine.")),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: ARCH-TIMESTAMP)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN, exactly."),
+    overwrite: bool = flag("--overwrite", help="Replace an existing run of that name, once the new one has "
+                           "finished (until then the old one stays)."),
     max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
     quiet: bool = flag("--quiet", "-q", help="No progress."),
     fmt: str = output_format(("table", "json")),
@@ -129,7 +131,7 @@ def train(
                 weights=str(weights) if weights else None, freeze_backbone=freeze_backbone,
                 unfreeze_after=unfreeze_after, freeze_early=freeze_early, backbone_lr_mult=backbone_lr_mult,
                 ema=ema, prior_shift=prior_shift, device=device, precision=precision, name=name,
-                max_batches=max_batches)
+                overwrite=overwrite, max_batches=max_batches)
             run_dir = train_folds(cfg, events) if all_folds else train_run(cfg, events)
     finally:
         events.stop()

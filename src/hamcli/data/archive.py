@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from hamcli.errors import DataError
@@ -41,8 +42,21 @@ def extract_zip(archive: Path, target: Path, suffixes: tuple[str, ...] | None = 
                 raise DataError(f"{archive}: member {info.filename!r} unpacks to {info.file_size:,} bytes, "
                                 "far too large for this dataset; refusing to extract it")
             dest = target.joinpath(*rel.parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except RuntimeError as exc:  # an encrypted member
+                raise DataError(f"{archive}: member {info.filename!r} cannot be read ({exc}); hamcli reads plain "
+                                "zip archives only: unpack it yourself and import the folder") from None
+            except NotImplementedError as exc:  # a compression method zipfile does not know
+                raise DataError(f"{archive}: member {info.filename!r} uses an unsupported compression ({exc}); "
+                                "unpack it yourself and import the folder") from None
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # bad CRC, truncated data
+                raise DataError(f"{archive}: member {info.filename!r} is damaged ({exc}); download the archive "
+                                "again") from None
+            except (IsADirectoryError, NotADirectoryError, FileExistsError):
+                raise DataError(f"{archive}: member {info.filename!r} clashes with another member of the same "
+                                "name (a file and a folder); the archive is malformed") from None
             written.append(dest)
     return written

@@ -40,12 +40,30 @@ class PreparedDataset:
 
     @cached_property
     def summary(self) -> dict:
-        return json.loads((self.root / "summary.json").read_text())
+        path = self.root / "summary.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable ({str(exc)[:80]}); prepare it again with `hamcli prepare --name "
+                            f"{self.name} --overwrite`") from None
+        needed = ("size", "fingerprint", "split", "counts")
+        if not isinstance(data, dict) or any(k not in data for k in needed):
+            raise DataError(f"{path}: incomplete (needs {', '.join(needed)}); prepare it again with `hamcli prepare "
+                            f"--name {self.name} --overwrite`")
+        return data
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
-        df = pd.read_csv(self.root / "manifest.csv", dtype=str, keep_default_na=False)
-        df["fold"] = df["fold"].astype(int)
+        path = self.root / "manifest.csv"
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            df["fold"] = df["fold"].astype(int)
+            missing = {"image_id", "lesion_id", "dx", "split"} - set(df.columns)
+            if missing or df.empty:
+                raise ValueError(f"missing {', '.join(sorted(missing))}" if missing else "no rows")
+        except (OSError, ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: unreadable ({str(exc)[:80]}); prepare it again with `hamcli prepare --name "
+                            f"{self.name} --overwrite`") from None
         return df
 
     @property

@@ -5,7 +5,6 @@ Standard library only (urllib): the one feature we need beyond it, resuming, is 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from hamcli._version import __version__
 from hamcli.data.sources import RemoteFile
+from hamcli.data.verify import is_verified, problem, record
 from hamcli.errors import DownloadError
 
 if TYPE_CHECKING:
@@ -31,15 +31,13 @@ Progress = Callable[[str, int, int | None], None]  # (file name, bytes done, tot
 class RetryPolicy:
     attempts: int = 5
     backoff_s: float = 1.0  # doubled after each failed attempt
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # for each network read
+    min_bytes_per_s: float = 2048.0  # a server slower than this over `window_s` is given up on
+    window_s: float = 60.0
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class TooSlow(OSError):
+    """The server sends too little, too slowly: each read is in time, the download never ends."""
 
 
 def _manual_hint(remote: RemoteFile, url: str, dest: Path) -> str:
@@ -64,11 +62,18 @@ def _stream_once(url: str, part: Path, policy: RetryPolicy, name: str, progress:
             done = have
             if progress:
                 progress(name, done, total)
-            while block := resp.read(CHUNK):
+            window_start, window_bytes = time.monotonic(), 0
+            while block := resp.read1(CHUNK):  # read1: whatever has arrived, so a trickle is noticed
                 fh.write(block)
                 done += len(block)
+                window_bytes += len(block)
                 if progress:
                     progress(name, done, total)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= policy.window_s:
+                    if window_bytes / elapsed < policy.min_bytes_per_s:
+                        raise TooSlow(f"only {window_bytes / elapsed:.0f} bytes/s over {elapsed:.0f} s")
+                    window_start, window_bytes = time.monotonic(), 0
         if total is not None and done < total:
             raise http.client.IncompleteRead(b"", total - done)
 
@@ -103,20 +108,14 @@ def fetch(remote: RemoteFile, dest: Path, url: str | None = None, policy: RetryP
                                 f"{kept}{_manual_hint(remote, url, dest)}")
         time.sleep(delay)
         delay *= 2
-    if remote.md5:
-        actual = md5sum(part)
-        if actual != remote.md5:
-            part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"{remote.name}: checksum mismatch (expected md5 {remote.md5}, got {actual}) for {url}; "
-                f"the file was removed: retry, or {_manual_hint(remote, url, dest)}"
-            )
+    why = problem(remote, part)
+    if why:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{remote.name}: {why}, from {url}; the file was removed: retry, or "
+                            f"{_manual_hint(remote, url, dest)}")
     os.replace(part, dest)
+    record(remote, dest)
     return dest
-
-
-def is_verified(remote: RemoteFile, dest: Path) -> bool:
-    return dest.is_file() and (remote.md5 is None or md5sum(dest) == remote.md5)
 
 
 def file_url(remote: RemoteFile, mirror: str | None) -> str:
@@ -125,40 +124,53 @@ def file_url(remote: RemoteFile, mirror: str | None) -> str:
 
 def download_source(source_name: str, variant: str | None = None, mirror: str | None = None,
                     name: str | None = None, policy: RetryPolicy | None = None,
-                    progress: Progress | None = None) -> tuple[Dataset, bool]:
-    """Fetch and import a source from the table; returns (dataset, whether anything was fetched)."""
+                    progress: Progress | None = None, overwrite: bool = False) -> tuple[Dataset, bool]:
+    """Fetch and import a source from the table; returns (dataset, whether anything was fetched).
+
+    A dataset of the same name from the same source is refreshed; one from elsewhere (an import, another
+    source) is replaced only with `overwrite`.
+    """
+    import json
+
     import hamcli.fsio as fsio
     import hamcli.paths as paths
     from hamcli.data.importers import import_dataset
     from hamcli.data.raw import Dataset
     from hamcli.data.sources import SOURCES, mirror_base
+    from hamcli.slots import check_name
 
     if source_name not in SOURCES:
-        raise DownloadError(f"unknown source {source_name!r}; choose one of {', '.join(SOURCES)} "
+        import difflib
+
+        close = difflib.get_close_matches(source_name, [*SOURCES, "samples"], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DownloadError(f"unknown source {source_name!r}; {hint}choose one of {', '.join(SOURCES)} or samples "
                             "(`hamcli download --list`)")
     source = SOURCES[source_name]
     if variant is not None and source.variants and variant not in source.variants:
         raise DownloadError(f"{source_name}: no size {variant!r}; choose one of {', '.join(source.variants)}")
     files = source.files_for(variant)
-    name = name or source_name
+    name = check_name(source_name if name is None else name)
     mirror = mirror or mirror_base(source_name)
     folder = paths.downloads_dir() / source_name
     target = paths.datasets_dir() / name
     stamp = target / "source.json"
     wanted = {f.name: f.md5 for f in files}
-    if stamp.exists() and (target / "metadata.csv").exists():
-        import json
-
+    try:
         recorded = json.loads(stamp.read_text())
-        if recorded.get("files") == wanted and all((folder / f).is_file() for f in wanted):
-            return Dataset(name, target), False
+    except (OSError, ValueError):
+        recorded = {}
+    if recorded.get("files") == wanted and (target / "metadata.csv").exists() and \
+            all(is_verified(f, folder / f.name) for f in files):
+        return Dataset(name, target), False
     for remote in files:
         dest = folder / remote.name
         if not is_verified(remote, dest):
             fetch(remote, dest, file_url(remote, mirror), policy, progress)
+    refresh = overwrite or recorded.get("source") == source_name
     if source_name == "dermamnist":
-        ds = import_dataset(folder / files[0].name, name=name, origin=source_name)
+        ds = import_dataset(folder / files[0].name, name=name, origin=source_name, overwrite=refresh)
     else:
-        ds = import_dataset(folder, name=name, origin=source_name)
+        ds = import_dataset(folder, name=name, origin=source_name, overwrite=refresh)
     fsio.write_json(stamp, {"source": source_name, "files": wanted, "licence": source.licence})
     return ds, True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from PIL import Image
 
 import hamcli.fsio as fsio
 import hamcli.paths as paths
-from hamcli.classes import CLASS_CODES, DERMAMNIST_LABELS, HMNIST_LABELS
+import hamcli.slots as slots
+from hamcli.classes import CLASS_CODES
 from hamcli.data.archive import extract_zip
 from hamcli.data.metadata import Metadata, read_metadata
 from hamcli.data.preprocess import IMAGE_SUFFIXES
 from hamcli.data.raw import Dataset
+from hamcli.data.sources import DERMAMNIST_LABELS, HMNIST_LABELS
 from hamcli.errors import DataError
+from hamcli.slots import check_name
 
 SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 
@@ -73,51 +77,83 @@ def _write_arrays(images: np.ndarray, labels: list[str], ids: list[str], out: Pa
     return table
 
 
+def _labels(values: np.ndarray, order: tuple[str, ...], where: str) -> list[str]:
+    """Integer labels -> class codes in the source's own order; anything else is an error naming the row."""
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind not in "iu" and not (values.dtype.kind == "f" and np.isfinite(values).all()
+                                              and (values == np.round(values)).all()):
+        raise DataError(f"{where}: labels must be whole numbers 0-{len(order) - 1} (found {values.dtype} values)")
+    bad = np.flatnonzero((values < 0) | (values >= len(order)))
+    if len(bad):
+        raise DataError(f"{where}: label {values[bad[0]]} in row {bad[0]} is outside 0-{len(order) - 1}; "
+                        "the file is damaged or is not this source's")
+    return [order[int(v)] for v in values]
+
+
 def _from_hmnist(csv: Path, out: Path) -> tuple[pd.DataFrame, dict]:
-    df = pd.read_csv(csv)
+    try:
+        df = pd.read_csv(csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{csv}: not a readable CSV ({str(exc)[:120]})") from None
     if "label" not in df.columns:
         raise DataError(f"{csv}: no 'label' column; expected Kaggle's hmnist_28_28_RGB.csv layout")
-    pixels = df.drop(columns=["label"]).to_numpy(dtype=np.uint8)
-    side = int(round((pixels.shape[1] / 3) ** 0.5))
-    if side * side * 3 != pixels.shape[1]:
-        raise DataError(f"{csv}: {pixels.shape[1]} pixel columns is not an RGB square image; "
+    values = df.drop(columns=["label"])
+    side = int(round((values.shape[1] / 3) ** 0.5))
+    if side * side * 3 != values.shape[1] or not len(df):
+        raise DataError(f"{csv}: {values.shape[1]} pixel columns is not an RGB square image; "
                         "use an hmnist_*_RGB.csv file (the _L files are greyscale and unsupported)")
-    labels = [HMNIST_LABELS[int(v)] for v in df["label"]]
+    numeric = values.apply(pd.to_numeric, errors="coerce")
+    broken = numeric.isna().any(axis=1) | ((numeric < 0) | (numeric > 255)).any(axis=1)
+    if broken.any():
+        raise DataError(f"{csv}: row {int(np.flatnonzero(broken)[0])} has an empty, non-numeric or out-of-range "
+                        "pixel value (0-255 expected); the file is damaged")
+    labels = _labels(pd.to_numeric(df["label"], errors="coerce").to_numpy(), HMNIST_LABELS, str(csv))
     ids = [f"hmnist_{i:05d}" for i in range(len(df))]
-    table = _write_arrays(pixels.reshape(-1, side, side, 3), labels, ids, out)
+    table = _write_arrays(numeric.to_numpy(dtype=np.uint8).reshape(-1, side, side, 3), labels, ids, out)
     return table, {"no_lesion_ids": ["hmnist files carry no lesion ids: each image is its own lesion, "
                                      "so splits cannot be grouped by lesion"]}
 
 
 def _from_dermamnist(npz: Path, out: Path) -> tuple[pd.DataFrame, dict]:
+    tables = []
     try:
         data = np.load(npz)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{npz}: not a readable npz file ({exc}); download it again") from None
-    tables = []
-    with data:
-        for split in ("train", "val", "test"):
-            key = f"{split}_images"
-            if key not in data:
-                raise DataError(f"{npz}: no array {key!r}; expected a MedMNIST dermamnist npz")
-            labels = [DERMAMNIST_LABELS[int(v)] for v in np.asarray(data[f"{split}_labels"]).reshape(-1)]
-            ids = [f"dermamnist_{split}_{i:05d}" for i in range(len(labels))]
-            tables.append(_write_arrays(data[key], labels, ids, out, {"official_split": [split] * len(ids)}))
+        with data:
+            for split in ("train", "val", "test"):
+                for key in (f"{split}_images", f"{split}_labels"):
+                    if key not in data:
+                        raise DataError(f"{npz}: no array {key!r}; expected a MedMNIST dermamnist npz")
+                images = data[f"{split}_images"]
+                if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+                    raise DataError(f"{npz}: {split}_images is {images.dtype} {images.shape}, not (N, H, W, 3) uint8")
+                labels = _labels(data[f"{split}_labels"], DERMAMNIST_LABELS, f"{npz} ({split}_labels)")
+                if len(labels) != len(images):
+                    raise DataError(f"{npz}: {len(images)} {split} images but {len(labels)} labels")
+                ids = [f"dermamnist_{split}_{i:05d}" for i in range(len(labels))]
+                tables.append(_write_arrays(images, labels, ids, out, {"official_split": [split] * len(ids)}))
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # object arrays, truncation, garbage
+        raise DataError(f"{npz}: not a readable npz file ({str(exc)[:120]}); download it again") from None
     return pd.concat(tables, ignore_index=True), {
         "no_lesion_ids": ["dermamnist carries no lesion ids; its official split (column official_split) "
                           "was made by MedMNIST"]}
 
 
-def _from_folder(folder: Path, out: Path, meta_path: Path | None) -> tuple[pd.DataFrame, dict]:
-    meta_path = meta_path or find_metadata(folder)
+def _from_folder(roots: list[Path], out: Path, meta_path: Path | None) -> tuple[pd.DataFrame, dict]:
+    folder = roots[0]
+    meta_path = meta_path or next((m for m in map(find_metadata, roots) if m is not None), None)
     if meta_path is None:
-        hmnist = sorted(folder.rglob("hmnist_*_RGB.csv"))
+        hmnist = sorted(p for root in roots for p in root.rglob("hmnist_*_RGB.csv"))
         if hmnist:
             return _from_hmnist(hmnist[-1], out)
         raise DataError(f"{folder}: no metadata CSV found (looked for HAM10000_metadata.csv or a CSV with "
                         "image_id and dx columns); add one or pass --metadata FILE")
     meta: Metadata = read_metadata(meta_path)
-    index = index_images(folder)
+    index: dict[str, Path] = {}
+    for root in roots:
+        for key, value in index_images(root).items():
+            index.setdefault(key, value)
     (out / "images").mkdir(parents=True, exist_ok=True)
     problems = dict(meta.problems)
     keep = []
@@ -142,30 +178,31 @@ def _from_folder(folder: Path, out: Path, meta_path: Path | None) -> tuple[pd.Da
     return table, problems
 
 
-def _unpack(path: Path, scratch: Path) -> Path:
-    """A folder holding everything in `path`, with any zip archives extracted into `scratch`."""
+def _unpack(path: Path, scratch: Path) -> list[Path]:
+    """The folders to read: `path` itself and, when it is or holds zip archives, their contents in `scratch`."""
     if path.is_file() and path.suffix.lower() == ".zip":
         extract_zip(path, scratch / path.stem)
-        return scratch
+        return [scratch]
     zips = sorted(path.glob("*.zip")) if path.is_dir() else []
-    if not zips:
-        return path
     for z in zips:
         extract_zip(z, scratch / z.stem)
-    for f in path.iterdir():
-        if f.is_file() and f.suffix.lower() == ".csv":
-            shutil.copyfile(f, scratch / f.name)
-    return scratch
+    return [path, scratch] if zips else [path]
 
 
 def import_dataset(source: Path, name: str = "ham10000", metadata: Path | None = None,
-                   origin: str | None = None) -> Dataset:
-    """Import `source` (a folder, zip, hmnist CSV or dermamnist npz) as dataset `name`."""
+                   origin: str | None = None, overwrite: bool = False) -> Dataset:
+    """Import `source` (a folder, zip, hmnist CSV or dermamnist npz) as dataset `name`.
+
+    An existing dataset of that name is replaced only with `overwrite`, and only once the new one is
+    complete: a failed or killed import leaves the old one as it was.
+    """
     source = Path(source).expanduser()
+    check_name(name)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder; give the path of your HAM10000 copy")
     target = paths.datasets_dir() / name
-    with fsio.atomic_dir(target) as out, tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+    with slots.replace(paths.datasets_dir(), name, "dataset", overwrite) as out, \
+            tempfile.TemporaryDirectory(dir=out, prefix=".scratch-") as scratch:
         suffix = source.suffix.lower()
         if source.is_file() and suffix == ".npz":
             table, problems = _from_dermamnist(source, out)
@@ -190,6 +227,10 @@ def import_dataset(source: Path, name: str = "ham10000", metadata: Path | None =
 
 def build_report(table: pd.DataFrame, problems: dict, origin: str) -> dict:
     counts = Counter(table["dx"])
+    if len(table) >= 100 and counts.most_common(1)[0][0] != "nv":
+        problems = {**problems, "label_order": [
+            f"the largest class is {counts.most_common(1)[0][0]}, not nv as in every HAM10000 derivative: "
+            "the labels may be in another order than this source's table says"]}
     return {
         "origin": origin,
         "images": int(len(table)),
@@ -200,5 +241,6 @@ def build_report(table: pd.DataFrame, problems: dict, origin: str) -> dict:
 
 
 def import_samples(name: str = "samples") -> Dataset:
-    """Import the real HAM10000 images bundled with hamcli (two per class)."""
-    return import_dataset(SAMPLES_DIR, name=name, origin="bundled samples")
+    """Import the real HAM10000 images bundled with hamcli (two per class); importing them again is harmless."""
+    check_name(name)
+    return import_dataset(SAMPLES_DIR, name=name, origin="bundled samples", overwrite=True)

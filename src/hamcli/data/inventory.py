@@ -9,6 +9,7 @@ from pathlib import Path
 import hamcli.paths as paths
 from hamcli._version import __version__
 from hamcli.data.preprocess import size_text
+from hamcli.errors import HamcliError
 
 
 def _size(path: Path) -> str:
@@ -38,9 +39,15 @@ def collect() -> dict:
         datasets.append({"name": ds.name, "images": report.get("images", "?"), "size": _size(ds.root),
                          "classes": " ".join(f"{k}:{v}" for k, v in counts.items()),
                          "origin": report.get("origin", "")})
-    prepared = [{"name": p.name, "images": p.summary["images"], "split": p.summary["split"],
-                 "px": size_text(p.size), "source": p.summary["source"], "fingerprint": p.fingerprint,
-                 "size": _size(p.root)} for p in list_prepared()]
+    prepared = []
+    for p in list_prepared():
+        try:
+            prepared.append({"name": p.name, "images": p.summary["images"], "split": p.summary["split"],
+                             "px": size_text(p.size), "source": p.summary["source"], "fingerprint": p.fingerprint,
+                             "size": _size(p.root)})
+        except (HamcliError, KeyError, TypeError, ValueError):
+            prepared.append({"name": p.name, "images": None, "split": "damaged: prepare it again", "px": None,
+                             "source": None, "fingerprint": None, "size": _size(p.root)})
     runs = [_run_row(run) for run in sorted(paths.runs_dir().iterdir())] if paths.runs_dir().is_dir() else []
     runs = [r for r in runs if r]
     from hamcli.runs import BUNDLED_FILE

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hamcli.classes import CLASS_CODES
@@ -29,11 +30,14 @@ class Metadata:
 
 
 def _from_onehot(df: pd.DataFrame) -> pd.DataFrame:
+    """ISIC's one-hot ground truth -> image_id, dx; a row without exactly one 1 gets no dx (reported, dropped)."""
     codes = [c.upper() for c in CLASS_CODES]
     onehot = df[[c for c in df.columns if c.upper() in codes]]
     onehot.columns = [c.lower() for c in onehot.columns]
+    values = onehot.apply(pd.to_numeric, errors="coerce")
     out = pd.DataFrame({"image_id": df["image"].astype(str)})
-    out["dx"] = onehot.astype(float).idxmax(axis=1).to_numpy()
+    single = (values == 1).sum(axis=1).eq(1) & values.isin([0, 1]).all(axis=1)
+    out["dx"] = np.where(single, values.fillna(0).idxmax(axis=1).to_numpy(), "(not one-hot)")
     return out
 
 

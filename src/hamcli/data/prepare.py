@@ -18,6 +18,7 @@ import pandas as pd
 
 import hamcli.fsio as fsio
 import hamcli.paths as paths
+import hamcli.slots as slots
 from hamcli._version import __version__
 from hamcli.classes import CLASS_CODES
 from hamcli.data.cache import PreparedDataset, cache_file, fingerprint
@@ -32,6 +33,8 @@ from hamcli.data.splits import (
     stratified_limit,
 )
 from hamcli.errors import DataError, UsageError
+from hamcli.runs import runs_using
+from hamcli.slots import check_name
 
 RESIZE_POLICY = ("the largest centred box of the target's aspect ratio (the centre square for a square size, "
                  "the whole 4:3 frame for 4:3), bilinear resize, JPEG draft decoding")
@@ -54,15 +57,19 @@ def _image_files(ds: Dataset) -> dict[str, Path]:
 
 
 def prepare(source: str | None = None, name: str | None = None, config: PrepareConfig | None = None,
-            progress: Progress | None = None) -> PreparedDataset:
-    """Split dataset `source` and build its image cache as prepared dataset `name`."""
+            progress: Progress | None = None, overwrite: bool = False, force: bool = False) -> PreparedDataset:
+    """Split dataset `source` and build its image cache as prepared dataset `name`.
+
+    An existing prepared dataset is replaced only with `overwrite` (and `force` when runs were trained on
+    it), and only once the new one is complete.
+    """
     config = config or PrepareConfig()
     spec = SplitSpec.parse(config.split)
     if config.group_by not in ("lesion", "image"):
         raise UsageError(f"--group-by {config.group_by!r}: choose lesion or image")
     size = parse_size(config.size)
     ds = open_dataset(source)
-    name = name or ds.name
+    name = ds.name if name is None else name
     table = pd.read_csv(ds.metadata, dtype=str, keep_default_na=False)
     files = _image_files(ds)
     excluded: dict[str, str] = {}
@@ -73,7 +80,13 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
     if config.limit:
         table = stratified_limit(table, config.limit, config.seed)
 
-    with fsio.atomic_dir(paths.prepared_dir() / name) as out:
+    check_name(name)
+    users = runs_using(name) if overwrite else []
+    if users and not force:
+        raise UsageError(f"prepared dataset {name!r} is what run(s) {', '.join(users)} were trained on; replacing "
+                         "it makes their test split unknown (evaluate will refuse them): use another --name, or "
+                         "pass --force with --overwrite")
+    with slots.replace(paths.prepared_dir(), name, "prepared dataset", overwrite) as out:
         cache_path = out / cache_file(size)
         cache = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.uint8, shape=(len(table), *size, 3))
         paths_in_order = [files[i] for i in table["image_id"]]

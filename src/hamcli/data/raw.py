@@ -25,8 +25,12 @@ class Dataset:
 
     @property
     def report(self) -> dict:
-        path = self.root / "report.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        """The import's validation report; {} when it is missing or damaged (it is only a report)."""
+        try:
+            data = json.loads((self.root / "report.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 def list_datasets() -> list[Dataset]:

@@ -46,12 +46,21 @@ class Source:
     files: tuple[RemoteFile, ...]
     images: int
     variants: dict[str, tuple[RemoteFile, ...]] = field(default_factory=dict)
+    labels: tuple[str, ...] | None = None  # class code of each integer label, for sources stored as arrays
 
     def files_for(self, variant: str | None) -> tuple[RemoteFile, ...]:
         if variant is None or not self.variants:
             return self.files
         return self.variants[variant]
 
+
+# Integer labels of the sources stored as arrays, as each one's own documentation defines them.
+# MedMNIST's INFO table: 0 actinic keratoses, 1 basal cell carcinoma, 2 benign keratosis, 3 dermatofibroma,
+# 4 melanoma, 5 melanocytic nevi, 6 vascular lesions.
+DERMAMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+# Kaggle's hmnist_*_RGB.csv label column (skin-cancer-mnist-ham10000): 0 akiec, 1 bcc, 2 bkl, 3 df, 4 nv,
+# 5 vasc, 6 mel. Not a download (Kaggle needs an account), but imported with `--from`.
+HMNIST_LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "nv", "vasc", "mel")
 
 DERMAMNIST_SIZES: dict[str, tuple[RemoteFile, ...]] = {
     size: (RemoteFile(name, ZENODO.format(name=name), md5=md5, note=f"{size}x{size}"),)
@@ -99,6 +108,7 @@ SOURCES: dict[str, Source] = {
         images=10015,
         files=DERMAMNIST_SIZES["28"],
         variants=DERMAMNIST_SIZES,
+        labels=DERMAMNIST_LABELS,
     ),
 }
 

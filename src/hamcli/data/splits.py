@@ -31,9 +31,9 @@ class SplitSpec:
             parts = [int(p) for p in text.split("/")]
         except ValueError:
             parts = []
-        if len(parts) not in (2, 3) or sum(parts) != 100 or min(parts) < 0 or parts[0] <= 0:
-            raise UsageError(f"--split {text!r}: give train/test or train/val/test percentages that add up "
-                             "to 100, e.g. 90/10 or 70/15/15")
+        if len(parts) not in (2, 3) or sum(parts) != 100 or min(parts) <= 0:
+            raise UsageError(f"--split {text!r}: give train/test or train/val/test percentages, each above 0, "
+                             "that add up to 100, e.g. 90/10 or 70/15/15")
         return cls(parts[0], parts[1], parts[2]) if len(parts) == 3 else cls(parts[0], 0, parts[1])
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from hamcli.errors import UsageError
 from hamcli.models.precision import DEVICES, PRECISIONS
 from hamcli.models.zoo import get_spec
 from hamcli.runs import check_run_name
+from hamcli.slots import check_name
 
 MONITORS = {"balanced_accuracy": 1.0, "macro_f1": 1.0, "loss": -1.0}  # +1: higher is better
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -48,6 +49,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     name: str | None = None
+    overwrite: bool = False  # replace an existing run of that name, once the new one has finished
     max_batches: int | None = None  # cap on batches per epoch, for smoke runs
 
     def check(self) -> None:
@@ -91,7 +93,8 @@ class TrainConfig:
             raise UsageError("--unfreeze-after N needs --freeze-backbone and N >= 1")
         if self.max_batches is not None and self.max_batches < 1:
             raise UsageError(f"--max-batches {self.max_batches}: must be at least 1")
-        if self.name:
+        if self.name is not None:
+            check_name(self.name)
             check_run_name(self.name)
 
     @classmethod

@@ -18,6 +18,7 @@ import torch
 import hamcli.fsio as fsio
 import hamcli.models.checkpoint as checkpoint
 import hamcli.paths as paths
+import hamcli.slots as slots
 from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
@@ -100,6 +101,7 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.state = _State(history=[])
         self.status = "finished"
+        self.claimed = run_dir is not None
         self.run_dir = run_dir or paths.runs_dir() / (cfg.name or new_run_name(cfg.arch))
 
     # -- checkpoints -----------------------------------------------------------------
@@ -220,6 +222,35 @@ class Trainer:
         self._save("last.pt", self.model, st.best_epoch, "raw")
 
     def run(self) -> Path:
+        """Train, holding the run's name for the whole run; returns the run folder."""
+        if self.claimed:  # a fold of a family, or a resumed run: the caller holds the name
+            return self._run()
+        root, name = self.run_dir.parent, self.run_dir.name
+        with slots.claim(root, name, "run"):
+            current = slots.version_of(root, name)
+            if current is not None and not self.cfg.overwrite:
+                raise UsageError(f"run {name!r} already exists in {root}; continue it with `hamcli train --resume "
+                                 f"{name}`, choose another --name, or pass --overwrite to replace it once the new "
+                                 "run has finished")
+            slots.clean(root, name, {current} if current else set())
+            version = slots.new_version(root, name)
+            if current is None:  # a new name: visible at once, as the run trains
+                self.run_dir = slots.publish(root, name, version)
+                return self._run()
+            self.run_dir = version  # replacing: the old run stays until the new one has finished
+            try:
+                self._run()
+            except BaseException:
+                if self.status != "interrupted" or not self.state.epoch:
+                    import shutil
+
+                    shutil.rmtree(version, ignore_errors=True)
+                raise
+            self.run_dir = slots.publish(root, name, version)
+            set_latest(self.run_dir)
+            return self.run_dir
+
+    def _run(self) -> Path:
         cfg, st = self.cfg, self.state
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if st.epoch == 0:  # a new run (not a resumed one) records its options and becomes the default model
@@ -249,8 +280,13 @@ class Trainer:
             # last.pt holds the last completed epoch; the half-done one is dropped, so resume is exact.
             self.status = "interrupted"
             self._write_reports()
-            saved = (f"{self.run_dir / 'last.pt'} holds epoch {st.epoch}: continue with "
-                     f"`hamcli train --resume {self.run_dir.name}`" if st.epoch else "no epoch had finished")
+            if self.run_dir.parent.name == slots.VERSIONS:
+                saved = "the run it was to replace is unchanged; the new one is dropped by the next claim"
+            elif st.epoch:
+                saved = (f"{self.run_dir / 'last.pt'} holds epoch {st.epoch}: continue with "
+                         f"`hamcli train --resume {self.run_dir.name}`")
+            else:
+                saved = "no epoch had finished"
             raise TrainingInterrupted(f"interrupted in epoch {st.epoch + 1}; {saved}") from None
         self.calibration = self._calibrate()
         self._write_reports()
@@ -312,16 +348,18 @@ def resume(run: str | Path, events: TrainEvents | None = None) -> Path:
     from hamcli.runs import resolve_run
 
     run_dir = resolve_run(run)
-    if not (run_dir / "last.pt").exists():
-        raise UsageError(f"{run_dir}: no last.pt, so no epoch finished; start the run again")
-    ckpt = checkpoint.load(run_dir / "last.pt")
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    prepared = PreparedDataset.open(cfg.data or ckpt["data"]["name"])
-    if prepared.fingerprint != ckpt["data"]["fingerprint"]:
-        raise UsageError(f"{run_dir}: prepared dataset {prepared.name!r} changed since this run started "
-                         f"(fingerprint {prepared.fingerprint} != {ckpt['data']['fingerprint']}); start a new run")
-    trainer = Trainer(replace(cfg, data=prepared.name), events, run_dir=run_dir)
-    trainer.restore(ckpt)
-    if trainer.state.epoch >= cfg.epochs or (cfg.early_stop and trainer.state.bad_epochs >= cfg.early_stop):
-        raise UsageError(f"{run_dir}: this run already finished ({trainer.state.epoch} epochs)")
-    return trainer.run()
+    with slots.claim(run_dir.parent, run_dir.name, "run"):
+        if not (run_dir / "last.pt").exists():
+            raise UsageError(f"{run_dir}: no last.pt, so no epoch finished; start the run again")
+        ckpt = checkpoint.load(run_dir / "last.pt")
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        prepared = PreparedDataset.open(cfg.data or ckpt["data"]["name"])
+        if prepared.fingerprint != ckpt["data"]["fingerprint"]:
+            raise UsageError(f"{run_dir}: prepared dataset {prepared.name!r} changed since this run started "
+                             f"(fingerprint {prepared.fingerprint} != {ckpt['data']['fingerprint']}); start a new "
+                             "run")
+        trainer = Trainer(replace(cfg, data=prepared.name), events, run_dir=run_dir)
+        trainer.restore(ckpt)
+        if trainer.state.epoch >= cfg.epochs or (cfg.early_stop and trainer.state.bad_epochs >= cfg.early_stop):
+            raise UsageError(f"{run_dir}: this run already finished ({trainer.state.epoch} epochs)")
+        return trainer.run()

@@ -10,6 +10,7 @@ import numpy as np
 import hamcli.fsio as fsio
 import hamcli.models.checkpoint as checkpoint
 import hamcli.paths as paths
+import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
 from hamcli.runs import new_run_name, set_latest
@@ -24,18 +25,20 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
     if k < 2:
         raise UsageError(f"--all-folds: prepared dataset {prepared.name!r} has no folds; "
                          "run `hamcli prepare --folds K` first")
-    family = paths.runs_dir() / (cfg.name or new_run_name(cfg.arch))
-    members, best = [], []
-    for fold in range(k):
-        run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None), events,
-                          run_dir=family / f"fold{fold}").run()
-        members.append(run_dir.name)
-        best.append(checkpoint.load(run_dir / "best.pt")["metrics"])
-    keys = [key for key in best[0] if key.startswith("val_")]
-    stats = {key: {"mean": float(np.mean([b[key] for b in best])), "std": float(np.std([b[key] for b in best]))}
-             for key in keys}
-    fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
-                                             "data": prepared.name, "val": stats})
-    fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
-    set_latest(family)
-    return family
+    name = cfg.name or new_run_name(cfg.arch)
+    # The family becomes visible under its name only when every fold has finished.
+    with slots.replace(paths.runs_dir(), name, "run", cfg.overwrite) as family:
+        members, best = [], []
+        for fold in range(k):
+            run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None), events,
+                              run_dir=family / f"fold{fold}").run()
+            members.append(run_dir.name)
+            best.append(checkpoint.load(run_dir / "best.pt")["metrics"])
+        keys = [key for key in best[0] if key.startswith("val_")]
+        stats = {key: {"mean": float(np.mean([b[key] for b in best])), "std": float(np.std([b[key] for b in best]))}
+                 for key in keys}
+        fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
+                                                 "data": prepared.name, "val": stats})
+        fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
+    set_latest(paths.runs_dir() / name)
+    return paths.runs_dir() / name
