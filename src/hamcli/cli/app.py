@@ -19,6 +19,7 @@ import hamcli.cli.evaluate as evaluate
 import hamcli.cli.gradcam as gradcam
 import hamcli.cli.models as models
 import hamcli.cli.predict as predict
+import hamcli.cli.recipes as recipes
 import hamcli.cli.render as render
 import hamcli.cli.train as train
 from hamcli._version import __version__
@@ -108,7 +109,7 @@ def root(
     warnings.simplefilter("always", UserWarning)
 
 
-for command_group in (data, models, train, evaluate, predict, gradcam):
+for command_group in (data, models, recipes, train, evaluate, predict, gradcam):
     command_group.register(app)
 
 

@@ -92,6 +92,11 @@ def _print_report(name: str, root: str, report: dict) -> None:
 
 
 def prepare(
+    ctx: typer.Context,
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Prepare as a named recipe does (its dataset is "
+                                         "named recipe-NAME unless --name says otherwise)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's [prepare] table; "
+                                          "options given here override it."),
     source: Optional[str] = typer.Option(None, "--source", help="Dataset to prepare (default ham10000, or "
                                          "the only one present)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the prepared dataset (default: source)."),
@@ -105,6 +110,9 @@ def prepare(
     limit: Optional[int] = typer.Option(None, "--limit", help="Take a stratified subset of about N images."),
     export_folders: Optional[Path] = typer.Option(None, "--export-folders",
                                                   help="Also write DIR/<split>/<class>/ image copies."),
+    export_hmnist: Optional[Path] = typer.Option(None, "--export-hmnist", help="Also write the images as Kaggle's "
+                                                 "hmnist CSV (one row of pixels and a label per image); needs a "
+                                                 "square --size, 28 for hmnist_28_28_RGB.csv."),
     workers: int = typer.Option(0, "--workers", min=0, help="Decoding threads (0: one per core)."),
     overwrite: bool = flag("--overwrite", help="Replace an existing prepared dataset of that name (only once the "
                            "new one is complete)."),
@@ -117,13 +125,30 @@ def prepare(
     import hamcli.data.prepare as prep
 
     fmt = "json" if as_json else fmt
-    config = prep.PrepareConfig(split=split, size=size, seed=seed, group_by=group_by, folds=folds,
-                                limit=limit, workers=workers)
+    from dataclasses import fields
+
+    from hamcli.errors import UsageError
+    from hamcli.recipes import book
+
+    if recipe and config:
+        raise UsageError("give --recipe or --config, not both")
+    loaded = book.load(recipe) if recipe else book.from_file(config) if config else None
+    given = {k for k in ctx.params if ctx.get_parameter_source(k).name in ("COMMANDLINE", "ENVIRONMENT")}
+    names = {f.name for f in fields(prep.PrepareConfig)}
+    options = {**(loaded.prepare if loaded else {}),
+               **{k: v for k, v in ctx.params.items() if k in names and k in given}}
+    if loaded is not None:
+        source = source if "source" in given else loaded.source
+        name = name if "name" in given else (loaded.data_name if recipe else name)
     with render.count_progress("decoding images", quiet) as progress:
-        prepared = prep.prepare(source, name, config, progress, overwrite=overwrite, force=force)
+        prepared = prep.prepare(source, name, prep.PrepareConfig(**options), progress, overwrite=overwrite,
+                                force=force)
     if export_folders is not None:
         prep.export_folders(prepared, export_folders)
         render.info(f"exported image folders to {export_folders}")
+    if export_hmnist is not None:
+        prep.export_hmnist(prepared, export_hmnist)
+        render.info(f"exported Kaggle-style hmnist pixels to {export_hmnist}")
     summary = prepared.summary
     if fmt == "json":
         render.print_json({**summary, "path": str(prepared.root)})

@@ -152,8 +152,11 @@ def print_table(t: Table) -> None:
         if column.no_wrap:
             cells = [str(c) for c in column.cells] + [str(column.header)]
             column.min_width = max(len(line) for c in cells for line in c.splitlines() or [""])
-    width = None if out.is_terminal else max(out.measure(t).maximum, 20)
-    out.print(t, highlight=False, width=width)
+    if out.is_terminal:
+        out.print(t, highlight=False)
+    else:  # a pipe or a file: the table at its natural width, nothing wrapped or cut
+        natural = Console(width=100_000).measure(t).maximum
+        Console(width=max(natural, 20), soft_wrap=True).print(t, highlight=False)
 
 
 def showing_progress(quiet: bool) -> bool:

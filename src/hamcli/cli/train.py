@@ -61,6 +61,11 @@ class _Progress:
 
 
 def train(
+    ctx: typer.Context,
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Start from a named recipe (`hamcli recipes`); it "
+                                         "prepares the data it needs. Options given here override it."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's [train] table "
+                                          "(a run's config.toml repeats it); options given here override it."),
     arch: str = typer.Option("lenet", "--arch", "-a", **choice(MODELS, "Architecture (`hamcli models`).", "ARCH")),
     data: Optional[str] = typer.Option(None, "--data", help="Prepared dataset (default: the latest)."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
@@ -113,7 +118,6 @@ def train(
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
 
-    from hamcli.training.config import TrainConfig
     from hamcli.training.engine import resume as resume_run
     from hamcli.training.engine import train as train_run
     from hamcli.training.folds import train_folds
@@ -123,16 +127,8 @@ def train(
         if resume:
             run_dir = resume_run(resume, events)
         else:
-            cfg = TrainConfig(
-                arch=arch, data=data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, early_stop=early_stop,
-                monitor=monitor, class_weight=class_weight, sampler=sampler, label_smoothing=label_smoothing,
-                augment=augment, fold=fold, seed=seed, pretrained=pretrained,
-                weights=str(weights) if weights else None, freeze_backbone=freeze_backbone,
-                unfreeze_after=unfreeze_after, freeze_early=freeze_early, backbone_lr_mult=backbone_lr_mult,
-                ema=ema, prior_shift=prior_shift, device=device, precision=precision, name=name,
-                overwrite=overwrite, max_batches=max_batches)
-            run_dir = train_folds(cfg, events) if all_folds else train_run(cfg, events)
+            cfg, folds = _resolve(ctx, recipe, config, quiet)
+            run_dir = train_folds(cfg, events) if folds else train_run(cfg, events)
     finally:
         events.stop()
     if (run_dir / "family.json").exists():
@@ -148,6 +144,31 @@ def train(
     for key, value in values.items():
         render.add_row(table, (key.replace("_", " "), value))
     render.print_table(table)
+
+
+def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet: bool):  # noqa: ANN202
+    """The TrainConfig: a recipe or config file's [train] table, then the options given on the command line."""
+    from dataclasses import fields
+
+    from hamcli.errors import UsageError
+    from hamcli.recipes import book
+    from hamcli.training.config import TrainConfig
+
+    if recipe and config:
+        raise UsageError("give --recipe or --config, not both")
+    given = {name for name in ctx.params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: (str(v) if k == "weights" and v is not None else v) for k, v in ctx.params.items()
+              if k in names and k in given}
+    source = book.load(recipe) if recipe else book.from_file(config) if config else None
+    options = {**(source.train if source else {}), **values}
+    folds = ctx.params["all_folds"] if "all_folds" in given else bool(source and source.all_folds)
+    if source is not None and "data" not in options:
+        with render.count_progress(f"preparing {source.data_name}", quiet) as progress:
+            options["data"], fresh = book.prepared_for(source, progress)
+        if fresh:
+            render.info(f"prepared {options['data']} for the recipe ({source.prepare})")
+    return TrainConfig(**options), folds
 
 
 def register(app: typer.Typer) -> None:

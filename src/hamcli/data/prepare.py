@@ -44,7 +44,7 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class PrepareConfig:
     split: str = "90/10"
-    size: str = "128"  # a side (a square) or WIDTHxHEIGHT, e.g. 200x150
+    size: str | int = "128"  # a side (a square) or WIDTHxHEIGHT, e.g. 200x150
     seed: int = 42
     group_by: str = "lesion"
     folds: int = 0
@@ -144,6 +144,23 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
         }
         fsio.write_json(out / "summary.json", summary)
     return PreparedDataset.open(name)
+
+
+def export_hmnist(prepared: PreparedDataset, target: Path) -> Path:
+    """Write the prepared images as Kaggle's `hmnist_<S>_<S>_RGB.csv`: one row of S*S*3 pixel values (row by
+    row, R G B) and a `label` in Kaggle's order, the input of the projects that train on that file."""
+    from hamcli.data.sources import HMNIST_LABELS
+
+    h, w = prepared.size
+    if h != w:
+        raise UsageError(f"--export-hmnist: hmnist files hold square images; prepare with a square --size "
+                         f"(it is {w}x{h})")
+    images = np.asarray(prepared.images()).reshape(len(prepared.manifest), -1)
+    table = pd.DataFrame(images, columns=[f"pixel{i:04d}" for i in range(images.shape[1])])
+    table["label"] = [HMNIST_LABELS.index(dx) for dx in prepared.manifest["dx"]]
+    with fsio.atomic_path(Path(target)) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(target)
 
 
 def export_folders(prepared: PreparedDataset, target: Path) -> Path:

@@ -256,6 +256,7 @@ class Trainer:
         if st.epoch == 0:  # a new run (not a resumed one) records its options and becomes the default model
             fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
                                                            "data_fingerprint": self.prepared.fingerprint})
+            fsio.write_text(self.run_dir / "config.toml", run_config_toml(cfg, self.prepared))
             if self.run_dir.parent == paths.runs_dir():
                 set_latest(self.run_dir)
         self.events.start({"run": str(self.run_dir), "arch": cfg.arch, "data": self.prepared.name,
@@ -336,6 +337,21 @@ class Trainer:
 
         write_reports(self.run_dir, self.state.history, self.state.best_epoch, self.cfg.monitor,
                       "val_ema_" if self.ema else "val_", getattr(self, "calibration", None), self.status)
+
+
+def run_config_toml(cfg: TrainConfig, prepared: PreparedDataset) -> str:
+    """The run's resolved options as TOML that `--config` takes back: [prepare] as its data was prepared
+    (to re-create it), [train] as it was trained (the name left out, so a repeat gets a name of its own)."""
+    from hamcli.configfile import dumps
+
+    summary = prepared.summary
+    prep = {"source": summary.get("source"), **summary.get("config", {})}
+    prep.pop("workers", None)
+    train = {k: v for k, v in asdict(cfg).items() if k not in ("name", "overwrite")}
+    return dumps({"prepare": prep, "train": train},
+                 comment=f"hamcli {prepared.summary.get('hamcli_version', '')} run options; repeat with "
+                         "`hamcli train --config config.toml` (prepare the data again with `hamcli prepare "
+                         "--config config.toml --name NAME`)")
 
 
 def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:

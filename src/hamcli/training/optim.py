@@ -40,26 +40,31 @@ def optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
 
 
 def scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):  # noqa: ANN201
-    """Stepped once per batch (plateau: once per epoch, on the monitored metric)."""
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle":
-        pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                                   total_steps=total, pct_start=pct)
+    """Stepped once per batch (plateau: once per epoch, on the monitored metric).
+
+    cosine: linear warm-up (if asked), then cosine down to 1 % of the peak. onecycle: cosine up from 1/25
+    of the peak over the warm-up (30 % of the run unless --warmup-epochs says), then cosine down to
+    1/250000, as torch's OneCycleLR does, but written as a plain factor so that any number of steps works.
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "plateau":
         mode = "max" if MONITORS[cfg.monitor] > 0 else "min"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.3, patience=2)
+    onecycle = cfg.schedule == "onecycle"
+    warm = int((cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs or not onecycle else 0.3) * total)
     if cfg.schedule == "none" and not warm:
         return None
 
     def factor(step: int) -> float:
         if step < warm:
+            if onecycle:
+                return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * step / warm))
             return 0.01 + 0.99 * step / warm
         if cfg.schedule == "none":
             return 1.0
-        progress = (step - warm) / max(1, total - warm)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))  # cosine down to 1 %
+        low = 1 / 25 / 1e4 if onecycle else 0.01
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 

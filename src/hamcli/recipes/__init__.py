@@ -1,0 +1,1 @@
+"""Named, runnable recipes: the HAM10000 projects hamcli reproduces, and the recommended CPU recipe."""
