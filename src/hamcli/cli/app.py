@@ -21,6 +21,7 @@ import hamcli.cli.models as models
 import hamcli.cli.predict as predict
 import hamcli.cli.recipes as recipes
 import hamcli.cli.render as render
+import hamcli.cli.serve as serve
 import hamcli.cli.train as train
 from hamcli._version import __version__
 from hamcli.errors import HamcliError
@@ -109,7 +110,7 @@ def root(
     warnings.simplefilter("always", UserWarning)
 
 
-for command_group in (data, models, recipes, train, evaluate, predict, gradcam):
+for command_group in (data, models, recipes, train, evaluate, predict, gradcam, serve):
     command_group.register(app)
 
 

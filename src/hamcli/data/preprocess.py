@@ -35,7 +35,11 @@ MAX_PIXELS = 40_000_000
 
 
 class ImageReadError(DataError):
-    """One image could not be used."""
+    """One image could not be used; `kind` says why: missing, not-image, too-large or damaged."""
+
+    def __init__(self, message: str, kind: str = "damaged") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -81,17 +85,27 @@ def open_rgb(source: str | Path | Image.Image, target: tuple[int, int] | None = 
             return _to_rgb(ImageOps.exif_transpose(source))
         source = filename  # opened from a file by Image.open: read it as a path is read, for the same pixels
     path = Path(source)
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+        raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device); skipped", "not-image")
+    return _decode(path, str(path), target)
+
+
+def decode_bytes(data: bytes, label: str = "upload", target: tuple[int, int] | None = None) -> Image.Image:
+    """An image held in memory (an upload), decoded with the same checks as a file; nothing touches disk."""
+    import io
+
+    return _decode(io.BytesIO(data), label, target)
+
+
+def _decode(source, label: str, target: tuple[int, int] | None) -> Image.Image:  # noqa: ANN001 - path or file
     try:
-        if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
-            raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device); skipped")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageReadError(
-                        f"{path}: {img.width}x{img.height} pixels is too large to be a dermatoscopy image "
-                        f"(limit {MAX_PIXELS:,}); resize it first"
-                    )
+                        f"{label}: {img.width}x{img.height} pixels is too large to be a dermatoscopy image "
+                        f"(limit {MAX_PIXELS:,}); resize it first", "too-large")
                 if target and img.format == "JPEG" and not _exif_rotated(img):
                     img.draft("RGB", _draft_request(img, target))
                 img.load()
@@ -99,15 +113,15 @@ def open_rgb(source: str | Path | Image.Image, target: tuple[int, int] | None = 
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
+        raise ImageReadError(f"{label}: file not found", "missing") from None
     except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a directory, not an image") from None
+        raise ImageReadError(f"{label}: is a directory, not an image", "not-image") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can read") from None
+        raise ImageReadError(f"{label}: not an image file Pillow can read", "not-image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"{path}: refused as a decompression bomb (too many pixels)") from None
+        raise ImageReadError(f"{label}: refused as a decompression bomb (too many pixels)", "too-large") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: unreadable or truncated image ({exc})") from None
+        raise ImageReadError(f"{label}: unreadable or truncated image ({exc})") from None
 
 
 POLICY = "center-crop"

@@ -10,8 +10,12 @@ from hamcli.runs import is_family, resolve_model
 
 
 def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor:
-    """A run name or folder, a checkpoint file, a K-fold family, "bundled", or None for the default model
-    (the run started last, else the bundled model)."""
+    """A run name or folder, a checkpoint file, a K-fold family, an exported .onnx file, "bundled", or None for
+    the default model (the run started last, else the bundled model)."""
+    if ref is not None and str(ref).lower().endswith(".onnx"):
+        from hamcli.inference.onnx import OnnxPredictor
+
+        return OnnxPredictor(Path(ref))
     path = resolve_model(ref)
     if path.is_dir() and is_family(path):
         return Ensemble.load_family(path, device)

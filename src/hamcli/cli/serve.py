@@ -1,0 +1,75 @@
+"""`hamcli serve` and `hamcli export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import hamcli.cli.render as render
+from hamcli.cli.options import choice
+from hamcli.errors import HamcliError
+from hamcli.models.precision import DEVICES
+
+
+class MissingExtra(HamcliError):
+    """An optional part of hamcli is not installed."""
+
+
+def _need(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(f"this needs {module}, which is not installed: run `pip install 'hamcli[{extra}]'`")
+
+
+def serve(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family, checkpoint "
+                                        "file, or bundled (default: the run started last, else the bundled "
+                                        "model)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 opens it to the network."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    max_upload_mb: int = typer.Option(20, "--max-upload-mb", min=1, max=512, help="Largest upload accepted, MB."),
+    device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+) -> None:
+    """Serve a model: a web page to drop an image on, and a JSON API (FastAPI; /docs describes it)."""
+    _need("fastapi", "serve")
+    _need("uvicorn", "serve")
+    import uvicorn
+
+    from hamcli.serve.app import create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        render.warn(f"listening on {host}: anyone who can reach this machine can use the model. It has no "
+                    "authentication; put it behind one before exposing it")
+    app = create_app(model, max_upload=max_upload_mb * 1024 * 1024, device=device)
+    render.info(f"serving {app.version} on http://{host}:{port}/ (Ctrl-C stops)")
+    render.notice()
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def export(
+    model: Optional[str] = typer.Argument(None, help="Run name or folder, checkpoint file, or bundled (default: "
+                                          "the run started last)."),
+    fmt: str = typer.Option("onnx", "--format", "-f", **choice(("onnx",), "Export format.")),
+    output: Path = typer.Option(..., "--output", "-o", help="The file to write, e.g. model.onnx."),
+    check_images: Optional[Path] = typer.Option(None, "--check-images", help="A folder of images to check the "
+                                                "export on (default: images of the run's test split, else "
+                                                "the bundled samples)."),
+) -> None:
+    """Export a model to ONNX (dynamic batch size; classes, input size, mean/std in its metadata), checked
+    against the torch model on real images before it is written."""
+    _need("onnx", "onnx")
+    _need("onnxruntime", "onnx")
+    from hamcli.serve.onnx import export_onnx
+
+    report = export_onnx(model, output, check_images)
+    render.info(f"wrote {report['path']} ({report['bytes'] / 1e6:.1f} MB); onnxruntime and torch agree on "
+                f"{report['images']} images: largest probability difference {report['max_abs_diff']:.1e}, "
+                "the same top class on every one")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(export)

@@ -1,0 +1,93 @@
+"""`hamcli export`: a model as ONNX, checked against the torch model on real images before it is written.
+
+The graph takes normalised (N, 3, H, W) float images, with a dynamic batch size, and returns the
+probabilities after the checkpoint's temperature and prior shift. Its metadata holds the classes, the
+whole input recipe, the architecture and the hamcli version: everything `hamcli predict --model
+model.onnx` (or any onnxruntime user) needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import hamcli.fsio as fsio
+from hamcli._version import __version__
+from hamcli.errors import ModelError, UsageError
+
+MAX_DIFF = 1e-4
+OPSET = 17
+
+
+def _check_images(predictor, folder: Path | None) -> np.ndarray:  # noqa: ANN001
+    """Real images to compare the two runtimes on: a folder given, the run's test split, or the samples."""
+    from hamcli.data.importers import SAMPLES_DIR, index_images
+    from hamcli.evaluation.scoring import held_out
+
+    if folder is None:
+        try:
+            return held_out(predictor).images[:64]
+        except Exception:  # noqa: BLE001 - no test split here (the bundled model, a moved run): the samples
+            folder = SAMPLES_DIR
+    files = sorted(index_images(Path(folder)).values())[:64]
+    images, _, _ = predictor.decode(files)
+    if not len(images):
+        raise UsageError(f"--check-images {folder}: no readable image to check the export on")
+    return images
+
+
+def export_onnx(ref: str | None, output: Path, check_images: Path | None = None) -> dict:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from hamcli.inference.ensemble import Ensemble
+    from hamcli.inference.load import load_model
+
+    predictor = load_model(ref, device="cpu")
+    if isinstance(predictor, Ensemble):
+        raise UsageError(f"{predictor.family}: a K-fold family is several models; export one fold")
+    if predictor.model is None:
+        raise UsageError(f"{predictor.card.path}: already an ONNX model")
+    model, post = predictor.model.float().eval(), predictor.post
+
+    class WithPostprocess(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return post.apply(self.model(image)).softmax(1)
+
+    h, w = predictor.input_size
+    images = _check_images(predictor, check_images)
+    from hamcli.data.preprocess import to_float
+
+    x = to_float(torch.from_numpy(np.ascontiguousarray(images)), predictor.mean, predictor.std)
+    with fsio.atomic_path(Path(output), suffix=".onnx") as tmp:
+        with torch.no_grad():
+            torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp), input_names=["image"],
+                              output_names=["probabilities"], dynamic_axes={"image": {0: "batch"},
+                                                                            "probabilities": {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+        graph = onnx.load(str(tmp))
+        meta = {"hamcli_version": __version__, "arch": predictor.card.arch,
+                "classes": json.dumps(list(predictor.classes)),
+                "preprocess": json.dumps(predictor.preprocess.as_dict()),
+                "input": "image: float32 (N, 3, H, W), RGB scaled to [0, 1] then (x - mean) / std",
+                "output": "probabilities: float32 (N, classes), after the model's temperature and prior shift",
+                "source": str(predictor.card.path)}
+        for key, value in meta.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(["probabilities"], {"image": x.numpy()})[0]
+        with torch.no_grad():
+            want = WithPostprocess()(x).numpy()
+        diff = float(np.abs(got - want).max())
+        if diff > MAX_DIFF or (got.argmax(1) != want.argmax(1)).any():
+            raise ModelError(f"the ONNX export disagrees with the torch model on {len(x)} images (largest "
+                             f"probability difference {diff:.1e}, limit {MAX_DIFF:.0e}); nothing was written")
+    return {"path": str(output), "bytes": Path(output).stat().st_size, "images": len(x), "max_abs_diff": diff}
