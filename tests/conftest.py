@@ -134,7 +134,7 @@ def _build_home(home: Path, source: Path, train_run: bool) -> None:
     from hamcli.data.importers import import_dataset
     from hamcli.data.prepare import PrepareConfig, prepare
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HAMCLI_HOME", str(home))

@@ -67,7 +67,7 @@ def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_reco
 def test_a_run_records_its_calibration_and_predict_applies_it(prepared_tiny, tmp_path):
     from conftest import class_image
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     run = train(TrainConfig(arch="lenet", data="tiny", epochs=2, batch_size=8, precision="fp32", name="cal",
                             prior_shift="0.7"))

@@ -122,7 +122,7 @@ def test_label_order_is_preserved_end_to_end(tmp_path, images, code):
 def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
     from hamcli.runs import BUNDLED_FILE
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     bundled = hamcli.load_model()
     assert bundled.card.path == BUNDLED_FILE and bundled.card.arch == "lenet"
@@ -210,7 +210,7 @@ def test_evaluate_data_folder_and_isic_layout(trained_run, tmp_path):
 
 def test_evaluate_compares_several_runs(trained_run):
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     train(TrainConfig(arch="cnn", data="tiny", epochs=1, batch_size=8, precision="fp32", name="tiny-cnn"))
     out = runner.invoke(app, ["evaluate", "tiny-lenet", "tiny-cnn"])

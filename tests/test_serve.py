@@ -139,7 +139,7 @@ def test_the_page_in_a_real_browser_shows_the_prediction_and_the_overlay(tmp_pat
 @pytest.mark.parametrize("arch", ["lenet", "efficientnet_lite0"])
 def test_export_load_predict_agrees_with_torch(prepared_tiny, tmp_path, arch):
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     run = train(TrainConfig(arch=arch, data="tiny", epochs=1, batch_size=8, precision="fp32", name=f"x-{arch}",
                             max_batches=1, pretrained=arch != "lenet"))

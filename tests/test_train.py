@@ -16,19 +16,19 @@ from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
 from hamcli.errors import ModelError, NotFoundError, UsageError
 from hamcli.models.build import build_model
-from hamcli.training import engine
+from hamcli.training import runner
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import TrainEvents, TrainingInterrupted
 from hamcli.training.folds import train_folds
 from hamcli.training.sampling import class_weights, epoch_order
 
-runner = CliRunner()
+cli = CliRunner()
 FAST = dict(data="tiny", batch_size=8, precision="fp32", epochs=1)
 
 
 @pytest.mark.parametrize("arch", list(zoo.MODELS))
 def test_every_zoo_entry_trains_a_step(prepared_tiny, arch):
-    run = engine.train(TrainConfig(arch=arch, max_batches=1, **FAST))
+    run = runner.train(TrainConfig(arch=arch, max_batches=1, **FAST))
     ckpt = checkpoint.load(run / "best.pt")
     model = checkpoint.build_from(ckpt)
     out = model(torch.zeros(2, 3, 32, 32))
@@ -36,7 +36,7 @@ def test_every_zoo_entry_trains_a_step(prepared_tiny, arch):
 
 
 def test_checkpoint_is_self_describing(prepared_tiny):
-    run = engine.train(TrainConfig(arch="lenet", name="desc", **{**FAST, "epochs": 2}))
+    run = runner.train(TrainConfig(arch="lenet", name="desc", **{**FAST, "epochs": 2}))
     ckpt = checkpoint.load(run / "best.pt")  # weights_only=True inside
     assert ckpt["arch"] == "lenet" and tuple(ckpt["classes"]) == CLASS_CODES
     prep = ckpt["preprocess"]
@@ -57,9 +57,9 @@ def _final_weights(run) -> dict:
 
 
 def test_same_seed_same_metrics(prepared_tiny):
-    a = engine.train(TrainConfig(arch="cnn", name="a", seed=3, augment="strong", **FAST))
-    b = engine.train(TrainConfig(arch="cnn", name="b", seed=3, augment="strong", **FAST))
-    c = engine.train(TrainConfig(arch="cnn", name="c", seed=4, augment="strong", **FAST))
+    a = runner.train(TrainConfig(arch="cnn", name="a", seed=3, augment="strong", **FAST))
+    b = runner.train(TrainConfig(arch="cnn", name="b", seed=3, augment="strong", **FAST))
+    c = runner.train(TrainConfig(arch="cnn", name="c", seed=4, augment="strong", **FAST))
     ha, hb, hc = (json.loads((r / "metrics.json").read_text()) for r in (a, b, c))
     assert ha["best"] == hb["best"]
     wa, wb, wc = _final_weights(a), _final_weights(b), _final_weights(c)
@@ -88,33 +88,33 @@ class _StopAfter(TrainEvents):
 @pytest.mark.parametrize("mid_epoch", [False, True], ids=["between-epochs", "mid-epoch"])
 def test_interrupt_then_resume_equals_uninterrupted_run(prepared_tiny, mid_epoch):
     cfg = dict(arch="cnn", seed=5, schedule="onecycle", augment="strong", ema=0.9, **{**FAST, "epochs": 3})
-    straight = engine.train(TrainConfig(name="straight", **cfg))
+    straight = runner.train(TrainConfig(name="straight", **cfg))
     stop = _StopAfter(1, batches=2 if mid_epoch else None)
     with pytest.raises(TrainingInterrupted, match="--resume broken"):
-        engine.train(TrainConfig(name="broken", **cfg), stop)
+        runner.train(TrainConfig(name="broken", **cfg), stop)
     ckpt = checkpoint.load(prepared_tiny.root.parent.parent / "runs/broken/last.pt")
     assert ckpt["epoch"] == 1  # the last completed epoch, never a half-done one
-    resumed = engine.resume("broken")
+    resumed = runner.resume("broken")
     assert json.loads((resumed / "metrics.json").read_text())["epochs_run"] == 3
     ws, wr = _final_weights(straight), _final_weights(resumed)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
     best_s, best_r = (checkpoint.load(r / "best.pt")["state_dict"] for r in (straight, resumed))
     assert all(torch.equal(best_s[k], best_r[k]) for k in best_s)  # the EMA resumed exactly too
     with pytest.raises(UsageError, match="already finished"):
-        engine.resume("broken")
+        runner.resume("broken")
 
 
 def test_interrupt_in_first_epoch_says_nothing_is_saved(prepared_tiny):
     with pytest.raises(TrainingInterrupted, match="no epoch had finished"):
-        engine.train(TrainConfig(arch="lenet", name="early", **{**FAST, "epochs": 2}), _StopAfter(0, batches=1))
+        runner.train(TrainConfig(arch="lenet", name="early", **{**FAST, "epochs": 2}), _StopAfter(0, batches=1))
     with pytest.raises(UsageError, match="no last.pt"):
-        engine.resume("early")
+        runner.resume("early")
 
 
 def test_cli_resume_after_interrupt(prepared_tiny, monkeypatch):
     with pytest.raises(TrainingInterrupted):
-        engine.train(TrainConfig(arch="lenet", name="cli-run", **{**FAST, "epochs": 2}), _StopAfter(1))
-    result = runner.invoke(app, ["train", "--resume", "cli-run", "-q", "--json"])
+        runner.train(TrainConfig(arch="lenet", name="cli-run", **{**FAST, "epochs": 2}), _StopAfter(1))
+    result = cli.invoke(app, ["train", "--resume", "cli-run", "-q", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["epochs_run"] == 2
 
@@ -140,7 +140,7 @@ def test_class_weights_modes():
 def test_freeze_backbone_trains_only_the_head(prepared_tiny):
     torch.manual_seed(42)
     init = build_model("cnn")[0].state_dict()
-    run = engine.train(TrainConfig(arch="cnn", name="frozen", freeze_backbone=True, augment="none",
+    run = runner.train(TrainConfig(arch="cnn", name="frozen", freeze_backbone=True, augment="none",
                                    **{**FAST, "epochs": 1}))
     after = checkpoint.load(run / "last.pt")["state_dict"]
     conv, bn = "features.block1.conv1.weight", "features.block2.bn1.running_mean"
@@ -152,13 +152,13 @@ def test_freeze_backbone_trains_only_the_head(prepared_tiny):
 def test_freeze_early_keeps_the_first_modules_and_trains_the_rest(prepared_tiny):
     torch.manual_seed(42)
     init = build_model("cnn")[0].state_dict()
-    run = engine.train(TrainConfig(arch="cnn", name="early-frozen", freeze_early=2, augment="none", **FAST))
+    run = runner.train(TrainConfig(arch="cnn", name="early-frozen", freeze_early=2, augment="none", **FAST))
     after = checkpoint.load(run / "last.pt")["state_dict"]
     for key in ("features.block1.conv1.weight", "features.block2.conv2.weight", "features.block2.bn2.running_var"):
         assert torch.equal(after[key], init[key]), key
     assert not torch.equal(after["features.block3.conv1.weight"], init["features.block3.conv1.weight"])
     with pytest.raises(UsageError, match="has 4 backbone modules"):
-        engine.train(TrainConfig(arch="cnn", freeze_early=5, **FAST))
+        runner.train(TrainConfig(arch="cnn", freeze_early=5, **FAST))
 
 
 def test_backbone_learns_slower_than_the_head(prepared_tiny):
@@ -189,7 +189,7 @@ def test_warmup_raises_the_rate_then_cosine_lowers_it():
 
 
 def test_ema_run_saves_averaged_and_raw_best(prepared_tiny):
-    run = engine.train(TrainConfig(arch="lenet", name="ema", ema=0.5, **{**FAST, "epochs": 2}))
+    run = runner.train(TrainConfig(arch="lenet", name="ema", ema=0.5, **{**FAST, "epochs": 2}))
     best, raw = checkpoint.load(run / "best.pt"), checkpoint.load(run / "best_raw.pt")
     assert best["weights"] == "ema" and raw["weights"] == "raw"
     assert not torch.equal(best["state_dict"]["classifier.weight"], raw["state_dict"]["classifier.weight"])
@@ -225,7 +225,7 @@ def test_pretrained_weights_load_from_torch_cache_offline(prepared_tiny):
             self.advice = info["advice"]
 
     events = Events()
-    run = engine.train(TrainConfig(arch="mobilenet_v3_small", pretrained=True, freeze_backbone=True,
+    run = runner.train(TrainConfig(arch="mobilenet_v3_small", pretrained=True, freeze_backbone=True,
                                    unfreeze_after=2, max_batches=1, **{**FAST, "epochs": 2}), events)
     assert (run / "best.pt").exists()
     # ImageNet weights on 32 px images: the user is told to prepare larger ones.
@@ -274,17 +274,17 @@ def test_weights_from_a_hamcli_checkpoint_with_another_head_size(trained_run, tm
 
 
 def test_unknown_architecture_lists_valid_ones(prepared_tiny):
-    result = runner.invoke(app, ["train", "--arch", "vgg99", "--data", "tiny"])
+    result = cli.invoke(app, ["train", "--arch", "vgg99", "--data", "tiny"])
     assert result.exit_code == 2
     assert "resnet18" in result.output and "lenet" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["train", "--arch", "LeNet", "--data", "tiny"])
+    result = cli.invoke(app, ["train", "--arch", "LeNet", "--data", "tiny"])
     assert result.exit_code == 2 and "did you mean 'lenet'" in result.output
 
 
 def test_missing_prepared_dataset_is_a_clear_error():
     with pytest.raises(NotFoundError, match="hamcli prepare"):
-        engine.train(TrainConfig(arch="lenet", data="nope"))
-    result = runner.invoke(app, ["train", "--data", "nope"])
+        runner.train(TrainConfig(arch="lenet", data="nope"))
+    result = cli.invoke(app, ["train", "--data", "nope"])
     assert result.exit_code == 1 and "nope" in result.output
 
 
@@ -296,12 +296,12 @@ def test_bad_options_are_usage_errors(prepared_tiny):
                              ({"lr": float("nan")}, "--lr"), ({"batch_size": 0}, "--batch-size"),
                              ({"ema": 1.0}, "--ema"), ({"warmup_epochs": 5.0}, "--warmup-epochs")):
         with pytest.raises(UsageError, match=option):
-            engine.train(TrainConfig(arch="lenet", **{**FAST, **override}))
+            runner.train(TrainConfig(arch="lenet", **{**FAST, **override}))
     assert not (prepared_tiny.root.parent.parent / "runs").exists()  # a refused run leaves no folder
 
 
 def test_cli_train_json_summary_and_auto_precision(prepared_tiny):
-    result = runner.invoke(app, ["train", "--arch", "lenet", "--data", "tiny", "--epochs", "1",
+    result = cli.invoke(app, ["train", "--arch", "lenet", "--data", "tiny", "--epochs", "1",
                                  "--batch-size", "8", "--sampler", "weighted", "--class-weight", "sqrt",
                                  "--schedule", "plateau", "--label-smoothing", "0.1", "-q", "--json"])
     assert result.exit_code == 0, result.output
@@ -318,14 +318,14 @@ def test_cli_train_json_summary_and_auto_precision(prepared_tiny):
 
 def test_early_stopping_stops(prepared_tiny):
     # validation loss rises every epoch when the learning rate is absurd: no epoch beats the first
-    run = engine.train(TrainConfig(arch="lenet", name="es", early_stop=2, monitor="loss", lr=5.0,
+    run = runner.train(TrainConfig(arch="lenet", name="es", early_stop=2, monitor="loss", lr=5.0,
                                    optimizer="sgd", schedule="none", **{**FAST, "epochs": 8}))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == metrics["best_epoch"] + 2 < 8
 
 
 def test_train_on_one_fold_validates_on_it(prepared_tiny):
-    run = engine.train(TrainConfig(arch="lenet", name="f1", fold=1, **FAST))
+    run = runner.train(TrainConfig(arch="lenet", name="f1", fold=1, **FAST))
     ckpt = checkpoint.load(run / "best.pt")
     assert ckpt["data"]["val_source"] == "fold 1"
     m = prepared_tiny.manifest
@@ -333,7 +333,7 @@ def test_train_on_one_fold_validates_on_it(prepared_tiny):
     assert fold1 <= set(ckpt["data"]["seen_image_ids"])
     assert not set(m.loc[m["split"] == "test", "image_id"]) & set(ckpt["data"]["seen_image_ids"])
     with pytest.raises(UsageError, match="--fold 2: choose 0 to 1"):
-        engine.train(TrainConfig(arch="lenet", fold=2, **FAST))
+        runner.train(TrainConfig(arch="lenet", fold=2, **FAST))
 
 
 def test_ctrl_c_in_a_real_process_exits_130_and_says_what_was_saved(prepared_tiny):

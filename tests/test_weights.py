@@ -88,7 +88,7 @@ def test_missing_package_names_the_pip_line_and_exits_1(prepared_tiny, monkeypat
 def test_two_epoch_fine_tune_checkpoints_and_predicts_with_the_weights_own_normalisation(prepared_tiny, tmp_path):
     from conftest import class_image
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train
+    from hamcli.training.runner import train
 
     run = train(TrainConfig(arch="efficientnet_lite0", data="tiny", pretrained=True, epochs=2, batch_size=8,
                             precision="fp32", freeze_early=4, backbone_lr_mult=0.1, ema=0.9, name="lite"))

@@ -68,7 +68,7 @@ def train(**options: Any) -> Path:
     """Train a model; options as `hamcli train` with underscores (`arch="efficientnet_lite0"`,
     `pretrained=True`, `data=...`, `epochs`, `freeze_early`, `ema`, ...). Returns the run folder."""
     from hamcli.training.config import TrainConfig
-    from hamcli.training.engine import train as run
+    from hamcli.training.runner import train as run
 
     return run(TrainConfig(**options))
 

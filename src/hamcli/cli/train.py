@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -11,10 +12,19 @@ import hamcli.cli.render as render
 from hamcli.cli.options import choice, flag, json_alias, output_format
 from hamcli.models.precision import DEVICES, PRECISIONS
 from hamcli.models.zoo import MODELS
-from hamcli.training.config import AUGMENTS, CLASS_WEIGHTS, MONITORS, OPTIMIZERS, SAMPLERS, SCHEDULES
+from hamcli.runs import resolve_model
+from hamcli.training.config import (
+    AUGMENTS,
+    CLASS_WEIGHTS,
+    MONITORS,
+    OPTIMIZERS,
+    SAMPLERS,
+    SCHEDULES,
+    TrainEvents,
+)
 
 
-class _Progress:
+class _Progress(TrainEvents):
     """Draws training progress on stderr with rich."""
 
     def __init__(self, quiet: bool) -> None:
@@ -108,6 +118,9 @@ def train(
                                                                   "measures on this machine.")),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: ARCH-TIMESTAMP)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN, exactly."),
+    devices: int = typer.Option(1, "--devices", min=1, help="Train on N processes of this machine with "
+                                "torch.distributed (DDP), as `torchrun --nproc-per-node N` would; --batch-size is "
+                                "per process."),
     overwrite: bool = flag("--overwrite", help="Replace an existing run of that name, once the new one has "
                            "finished (until then the old one stays)."),
     max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
@@ -118,19 +131,28 @@ def train(
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
 
-    from hamcli.training.engine import resume as resume_run
-    from hamcli.training.engine import train as train_run
+    from hamcli.training import distributed
     from hamcli.training.folds import train_folds
+    from hamcli.training.runner import resume as resume_run
+    from hamcli.training.runner import train as train_run
 
-    events = _Progress(quiet)
-    try:
-        if resume:
-            run_dir = resume_run(resume, events)
-        else:
-            cfg, folds = _resolve(ctx, recipe, config, quiet)
-            run_dir = train_folds(cfg, events) if folds else train_run(cfg, events)
-    finally:
-        events.stop()
+    rank = distributed.context()
+    if devices > 1 and not rank.active:  # start the processes here, as torchrun would
+        job = functools.partial(_job, None if resume else _resolve(ctx, recipe, config, quiet), resume, quiet)
+        distributed.launch(devices, job, render.error)
+        run_dir = resolve_model(resume) if resume else resolve_model(None)
+    else:
+        events = _Progress(quiet or not rank.main)  # under torchrun, rank 0 alone shows progress
+        try:
+            if resume:
+                run_dir = resume_run(resume, events)
+            else:
+                cfg, folds = _resolve(ctx, recipe, config, quiet)
+                run_dir = train_folds(cfg, events) if folds else train_run(cfg, events)
+        finally:
+            events.stop()
+        if not rank.main:
+            return
     if (run_dir / "family.json").exists():
         result = json.loads((run_dir / "family.json").read_text())
         values = {k.removeprefix("val_"): f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in result["val"].items()}
@@ -144,6 +166,23 @@ def train(
     for key, value in values.items():
         render.add_row(table, (key.replace("_", " "), value))
     render.print_table(table)
+
+
+def _job(resolved, resume: str | None, quiet: bool, rank: int) -> None:  # noqa: ANN001 - (TrainConfig, bool)
+    """What each process of `--devices N` runs (a picklable function of the rank)."""
+    from hamcli.training.folds import train_folds
+    from hamcli.training.runner import resume as resume_run
+    from hamcli.training.runner import train as train_run
+
+    events = _Progress(quiet or rank != 0)
+    try:
+        if resume:
+            resume_run(resume, events)
+        else:
+            cfg, folds = resolved
+            (train_folds if folds else train_run)(cfg, events)
+    finally:
+        events.stop()
 
 
 def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet: bool):  # noqa: ANN202

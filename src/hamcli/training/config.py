@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 from hamcli.errors import UsageError
 from hamcli.models.precision import DEVICES, PRECISIONS
@@ -11,12 +12,25 @@ from hamcli.models.zoo import get_spec
 from hamcli.runs import check_run_name
 from hamcli.slots import check_name
 
+if TYPE_CHECKING:
+    from hamcli.data.cache import PreparedDataset
+
 MONITORS = {"balanced_accuracy": 1.0, "macro_f1": 1.0, "loss": -1.0}  # +1: higher is better
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "plateau", "none")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 SAMPLERS = ("none", "weighted")
 AUGMENTS = ("none", "light", "strong")
+
+
+class TrainEvents:
+    """Progress hooks; the CLI overrides them to draw, the library default is silent."""
+
+    def start(self, info: dict) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
+    def batch(self, done: int, loss: float, images_per_s: float) -> None: ...
+    def epoch_end(self, record: dict) -> None: ...
+    def shard(self, epoch: int, rank: int, rows: list[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,3 +119,18 @@ class TrainConfig:
         if unknown:
             raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+def run_config_toml(cfg: TrainConfig, prepared: PreparedDataset) -> str:
+    """The run's resolved options as TOML that `--config` takes back: [prepare] as its data was prepared
+    (to re-create it), [train] as it was trained (the name left out, so a repeat gets a name of its own)."""
+    from hamcli.configfile import dumps
+
+    summary = prepared.summary
+    prep = {"source": summary.get("source"), **summary.get("config", {})}
+    prep.pop("workers", None)
+    train = {k: v for k, v in asdict(cfg).items() if k not in ("name", "overwrite")}
+    return dumps({"prepare": prep, "train": train},
+                 comment=f"hamcli {prepared.summary.get('hamcli_version', '')} run options; repeat with "
+                         "`hamcli train --config config.toml` (prepare the data again with `hamcli prepare "
+                         "--config config.toml --name NAME`)")

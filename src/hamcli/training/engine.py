@@ -22,30 +22,22 @@ import hamcli.slots as slots
 from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
-from hamcli.errors import HamcliError, UsageError
+from hamcli.errors import HamcliError
 from hamcli.evaluation.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
-from hamcli.models.precision import Precision, choose, keep_freed_memory
+from hamcli.models.precision import Precision, choose, keep_freed_memory, resolve_device
 from hamcli.models.zoo import get_spec
 from hamcli.runs import new_run_name, set_latest
 from hamcli.training import augment as aug
-from hamcli.training.config import MONITORS, TrainConfig
+from hamcli.training import distributed
+from hamcli.training.config import MONITORS, TrainConfig, TrainEvents, run_config_toml
 from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
 from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
 
 
 class TrainingInterrupted(HamcliError):
     exit_code = 130
-
-
-class TrainEvents:
-    """Progress hooks; the CLI overrides them to draw, the library default is silent."""
-
-    def start(self, info: dict) -> None: ...
-    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-    def batch(self, done: int, loss: float, images_per_s: float) -> None: ...
-    def epoch_end(self, record: dict) -> None: ...
 
 
 @dataclass
@@ -67,6 +59,7 @@ class Trainer:
         keep_freed_memory()
         self.cfg = cfg
         self.events = events or TrainEvents()
+        self.dist = distributed.context()
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
         self.data: TrainData = select(self.prepared, cfg.fold, cfg.seed)
@@ -75,8 +68,11 @@ class Trainer:
         self.preprocess = Preprocess(self.size, self.spec.mean, self.spec.std)
         self.model, self.weights_report = build_model(cfg.arch, pretrained=cfg.pretrained,
                                                       weights_path=Path(cfg.weights) if cfg.weights else None)
-        self.prec: Precision = choose(cfg.arch, lambda: build_model(cfg.arch)[0], self.size, cfg.batch_size,
-                                      cfg.device, cfg.precision)
+        device = distributed.setup(self.dist, resolve_device(cfg.device), len(self.data.train_idx))
+        # Rank 0 measures the precision; every rank must use the same (DDP compares the parameters' layout).
+        prec = choose(cfg.arch, lambda: build_model(cfg.arch)[0], self.size, cfg.batch_size, cfg.device,
+                      cfg.precision) if self.dist.main else None
+        self.prec: Precision = replace(distributed.broadcast(prec, self.dist), device=device)
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
         self.mean = torch.tensor(self.spec.mean)
         self.std = torch.tensor(self.spec.std)
@@ -87,11 +83,12 @@ class Trainer:
         weight = class_weights(self.train_labels, cfg.class_weight)
         self.loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weight is None else weight.to(self.prec.device), label_smoothing=cfg.label_smoothing)
-        self.steps = math.ceil(len(self.data.train_idx) / cfg.batch_size)
+        self.steps = math.ceil(math.ceil(len(self.data.train_idx) / self.dist.world) / cfg.batch_size)
         if cfg.max_batches:
             self.steps = min(self.steps, cfg.max_batches)
         self.freezer = Freezer(self.model, self.spec, cfg)
         self.freezer.epoch(1)
+        self.net, self.net_trainable = self.model, None  # the module the steps run: DDP around the model
         self.opt = optimizer(cfg, param_groups(self.model, self.spec.head, cfg))
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op).
         self.scaler = torch.amp.GradScaler("cuda" if self.prec.device == "cuda" else "cpu",
@@ -102,7 +99,8 @@ class Trainer:
         self.state = _State(history=[])
         self.status = "finished"
         self.claimed = run_dir is not None
-        self.run_dir = run_dir or paths.runs_dir() / (cfg.name or new_run_name(cfg.arch))
+        name = distributed.broadcast(cfg.name or new_run_name(cfg.arch), self.dist)  # one name on every rank
+        self.run_dir = run_dir or paths.runs_dir() / name
 
     # -- checkpoints -----------------------------------------------------------------
     def _card(self) -> dict:
@@ -113,9 +111,13 @@ class Trainer:
                          "seen_image_ids": self.seen_ids},
                 "started_from": self.weights_report.source if self.weights_report else "random initialisation",
                 "precision": {"device": self.prec.device, "dtype": self.prec.dtype,
-                              "channels_last": self.prec.channels_last}}
+                              "channels_last": self.prec.channels_last},
+                "world_size": self.dist.world, "batch_size_per_device": self.cfg.batch_size,
+                "global_batch_size": self.cfg.batch_size * self.dist.world}
 
     def _save(self, filename: str, model: torch.nn.Module, best_epoch: int, weights: str) -> None:
+        if not self.dist.main:
+            return  # one writer: rank 0
         extra = {}
         if filename == "last.pt":
             extra = {"optimizer": self.opt.state_dict(),
@@ -147,17 +149,24 @@ class Trainer:
         cfg, d = self.cfg, self.data
         self.freezer.epoch(epoch)
         self.freezer.train_mode()
-        order = d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()]
+        # Every rank draws the same order and takes its own shard; augmentation draws from a stream of its own.
+        order = distributed.shard(d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()],
+                                  self.dist)
+        augment_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
+        self.events.shard(epoch, self.dist.rank, order[:self.steps * cfg.batch_size].tolist())
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if trainable != self.net_trainable:  # DDP registers what is trainable when it is built
+            self.net, self.net_trainable = distributed.wrap(self.model, self.dist, self.prec.device), trainable
         losses, preds, trues = [], [], []
         seen, start = 0, time.perf_counter()
         self.events.epoch_start(epoch, cfg.epochs, self.steps)
         for step in range(self.steps):
             idx = torch.from_numpy(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = normalise(aug.augment(d.images[idx], cfg.augment, self.gen), self.mean, self.std)
+            x = normalise(aug.augment(d.images[idx], cfg.augment, augment_gen), self.mean, self.std)
             x = x.to(self.prec.device).contiguous(memory_format=self.prec.memory_format)
             y = d.labels[idx].to(self.prec.device)
             with self.prec.autocast():
-                out = self.model(x)
+                out = self.net(x)
             loss = self.loss_fn(out.float(), y)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -180,8 +189,10 @@ class Trainer:
 
     def _validate(self, model: torch.nn.Module, prefix: str) -> dict:
         d = self.data
-        out = infer_logits(model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
+        mine = np.arange(len(d.val_idx))[self.dist.rank::self.dist.world]  # each rank scores its share
+        out = infer_logits(model, d.images[torch.from_numpy(d.val_idx[mine])], self.prec, self.mean, self.std,
                            batch_size=max(self.cfg.batch_size, 128))
+        out = distributed.gather(mine, out, self.dist, len(d.val_idx))
         y = d.labels[torch.from_numpy(d.val_idx)]
         # The training criterion (class weights, smoothing), so the two loss curves are comparable.
         loss = self.loss_fn(out.to(self.prec.device), y.to(self.prec.device)).item()
@@ -222,38 +233,12 @@ class Trainer:
         self._save("last.pt", self.model, st.best_epoch, "raw")
 
     def run(self) -> Path:
-        """Train, holding the run's name for the whole run; returns the run folder."""
-        if self.claimed:  # a fold of a family, or a resumed run: the caller holds the name
-            return self._run()
-        root, name = self.run_dir.parent, self.run_dir.name
-        with slots.claim(root, name, "run"):
-            current = slots.version_of(root, name)
-            if current is not None and not self.cfg.overwrite:
-                raise UsageError(f"run {name!r} already exists in {root}; continue it with `hamcli train --resume "
-                                 f"{name}`, choose another --name, or pass --overwrite to replace it once the new "
-                                 "run has finished")
-            slots.clean(root, name, {current} if current else set())
-            version = slots.new_version(root, name)
-            if current is None:  # a new name: visible at once, as the run trains
-                self.run_dir = slots.publish(root, name, version)
-                return self._run()
-            self.run_dir = version  # replacing: the old run stays until the new one has finished
-            try:
-                self._run()
-            except BaseException:
-                if self.status != "interrupted" or not self.state.epoch:
-                    import shutil
-
-                    shutil.rmtree(version, ignore_errors=True)
-                raise
-            self.run_dir = slots.publish(root, name, version)
-            set_latest(self.run_dir)
-            return self.run_dir
-
-    def _run(self) -> Path:
+        """Train (the caller holds the run's name); returns the run folder."""
         cfg, st = self.cfg, self.state
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if st.epoch == 0:  # a new run (not a resumed one) records its options and becomes the default model
+        main = self.dist.main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if st.epoch == 0 and main:  # a new run (not a resumed one) records its options and becomes the default model
             fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
                                                            "data_fingerprint": self.prepared.fingerprint})
             fsio.write_text(self.run_dir / "config.toml", run_config_toml(cfg, self.prepared))
@@ -280,7 +265,8 @@ class Trainer:
         except KeyboardInterrupt:
             # last.pt holds the last completed epoch; the half-done one is dropped, so resume is exact.
             self.status = "interrupted"
-            self._write_reports()
+            if main:
+                self._write_reports()
             if self.run_dir.parent.name == slots.VERSIONS:
                 saved = "the run it was to replace is unchanged; the new one is dropped by the next claim"
             elif st.epoch:
@@ -289,9 +275,11 @@ class Trainer:
             else:
                 saved = "no epoch had finished"
             raise TrainingInterrupted(f"interrupted in epoch {st.epoch + 1}; {saved}") from None
-        self.calibration = self._calibrate()
-        self._write_reports()
-        self._warn_if_no_better_than_baseline()
+        if main:
+            self.calibration = self._calibrate()
+            self._write_reports()
+            self._warn_if_no_better_than_baseline()
+        distributed.barrier(self.dist)  # the others wait until rank 0 has written everything
         return self.run_dir
 
     def _warn_if_no_better_than_baseline(self) -> None:
@@ -337,45 +325,3 @@ class Trainer:
 
         write_reports(self.run_dir, self.state.history, self.state.best_epoch, self.cfg.monitor,
                       "val_ema_" if self.ema else "val_", getattr(self, "calibration", None), self.status)
-
-
-def run_config_toml(cfg: TrainConfig, prepared: PreparedDataset) -> str:
-    """The run's resolved options as TOML that `--config` takes back: [prepare] as its data was prepared
-    (to re-create it), [train] as it was trained (the name left out, so a repeat gets a name of its own)."""
-    from hamcli.configfile import dumps
-
-    summary = prepared.summary
-    prep = {"source": summary.get("source"), **summary.get("config", {})}
-    prep.pop("workers", None)
-    train = {k: v for k, v in asdict(cfg).items() if k not in ("name", "overwrite")}
-    return dumps({"prepare": prep, "train": train},
-                 comment=f"hamcli {prepared.summary.get('hamcli_version', '')} run options; repeat with "
-                         "`hamcli train --config config.toml` (prepare the data again with `hamcli prepare "
-                         "--config config.toml --name NAME`)")
-
-
-def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
-    """Train one model; returns the run folder."""
-    return Trainer(cfg, events).run()
-
-
-def resume(run: str | Path, events: TrainEvents | None = None) -> Path:
-    """Continue an interrupted run from its last.pt (the state after its last completed epoch)."""
-    from hamcli.runs import resolve_run
-
-    run_dir = resolve_run(run)
-    with slots.claim(run_dir.parent, run_dir.name, "run"):
-        if not (run_dir / "last.pt").exists():
-            raise UsageError(f"{run_dir}: no last.pt, so no epoch finished; start the run again")
-        ckpt = checkpoint.load(run_dir / "last.pt")
-        cfg = TrainConfig.from_dict(ckpt["config"])
-        prepared = PreparedDataset.open(cfg.data or ckpt["data"]["name"])
-        if prepared.fingerprint != ckpt["data"]["fingerprint"]:
-            raise UsageError(f"{run_dir}: prepared dataset {prepared.name!r} changed since this run started "
-                             f"(fingerprint {prepared.fingerprint} != {ckpt['data']['fingerprint']}); start a new "
-                             "run")
-        trainer = Trainer(replace(cfg, data=prepared.name), events, run_dir=run_dir)
-        trainer.restore(ckpt)
-        if trainer.state.epoch >= cfg.epochs or (cfg.early_stop and trainer.state.bad_epochs >= cfg.early_stop):
-            raise UsageError(f"{run_dir}: this run already finished ({trainer.state.epoch} epochs)")
-        return trainer.run()

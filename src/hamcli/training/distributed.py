@@ -1,0 +1,177 @@
+"""Training on several processes with PyTorch's own engine: torch.distributed and DistributedDataParallel.
+
+`torchrun --nproc-per-node N -m hamcli train ...` (or `hamcli train --devices N`, which starts the same
+processes itself) sets RANK, WORLD_SIZE and LOCAL_RANK; each process then joins one group (gloo on CPU,
+NCCL on CUDA), trains a DDP-wrapped copy of the model on its own shard of every epoch's rows, and the
+validation logits of all shards are gathered, so every rank sees the same metrics and makes the same
+decisions. Only rank 0 writes anything. `--batch-size` is per process: the global batch is N times it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hamcli.errors import HamcliError, UsageError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def context() -> Context:
+    """Where this process stands, from torchrun's environment (one process when there is none)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise UsageError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
+    if world < 1 or not 0 <= rank < world:
+        raise UsageError(f"RANK {rank} does not fit WORLD_SIZE {world}")
+    return Context(rank, world, local)
+
+
+def setup(ctx: Context, device: str, train_rows: int) -> str:
+    """Join the process group; returns the device this rank uses (cuda:LOCAL_RANK on GPUs)."""
+    if not ctx.active:
+        return device
+    if ctx.world > train_rows:
+        raise UsageError(f"{ctx.world} processes for {train_rows} training images: each needs at least one")
+    import torch.distributed as dist
+
+    backend = "nccl" if device == "cuda" else "gloo"
+    if device == "cuda":
+        torch.cuda.set_device(ctx.local_rank)
+        device = f"cuda:{ctx.local_rank}"
+    else:  # the processes share the machine's cores
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+    return device
+
+
+def shutdown(ctx: Context) -> None:
+    if ctx.active:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, ctx: Context, device: str) -> torch.nn.Module:
+    """The module the training steps run: the model itself, or DDP around it (built for what is trainable
+    now; call again when layers are frozen or unfrozen)."""
+    if not ctx.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def shard(order: np.ndarray, ctx: Context) -> np.ndarray:
+    """This rank's part of an epoch's order: every world-th row from its rank, the order padded by wrapping
+    so that every rank takes the same number of steps (DistributedSampler's rule)."""
+    if not ctx.active:
+        return order
+    total = -(-len(order) // ctx.world) * ctx.world
+    padded = np.concatenate([order, order[:total - len(order)]]) if total > len(order) else order
+    return padded[ctx.rank::ctx.world]
+
+
+def gather(rows: np.ndarray, values: torch.Tensor, ctx: Context, total: int) -> torch.Tensor:
+    """Every rank's `values` for its `rows`, put back in row order: the same tensor on every rank."""
+    if not ctx.active:
+        return values
+    import torch.distributed as dist
+
+    parts: list = [None] * ctx.world
+    dist.all_gather_object(parts, (rows, values.cpu()))
+    out = torch.empty((total, *values.shape[1:]), dtype=values.dtype)
+    for part_rows, part_values in parts:
+        out[torch.from_numpy(part_rows)] = part_values
+    return out
+
+
+def broadcast(value: object, ctx: Context) -> object:
+    """Rank 0's `value`, on every rank (a run name, say)."""
+    if not ctx.active:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, job, report) -> None:  # noqa: ANN001 - callables from the caller
+    """One process of `launch`: torchrun's environment, then the job; a failure is one line and an exit code."""
+    import sys
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    try:
+        job(rank)
+    except HamcliError as exc:
+        if rank == 0 or "being written" not in str(exc):
+            report(f"{exc} (process {rank} of {world})")
+        sys.exit(exc.exit_code)
+
+
+def launch(devices: int, job, report) -> None:  # noqa: ANN001
+    """`hamcli train --devices N`: N processes on this machine, each running `job(rank)` with the environment
+    torchrun would give it (the same code path as a torchrun launch). A process that fails stops the
+    others at once; `report(line)` prints its one-line reason. `job` and `report` must be picklable."""
+    import logging
+
+    import torch.multiprocessing as mp
+
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)  # the one line below says it
+    if devices < 1:
+        raise UsageError(f"--devices {devices}: at least 1")
+    try:
+        mp.spawn(_worker, args=(devices, _free_port(), job, report), nprocs=devices, join=True)
+    except mp.ProcessExitedException as exc:
+        raise LaunchFailed(f"process {exc.error_index} of {devices} failed (exit code {exc.exit_code}); the others "
+                           "were stopped", exc.exit_code) from None
+    except mp.ProcessRaisedException as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise LaunchFailed(f"a training process failed ({last}); the others were stopped", 1) from None
+
+
+class LaunchFailed(HamcliError):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
