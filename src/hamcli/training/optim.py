@@ -42,9 +42,10 @@ def optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
 def scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):  # noqa: ANN201
     """Stepped once per batch (plateau: once per epoch, on the monitored metric).
 
-    cosine: linear warm-up (if asked), then cosine down to 1 % of the peak. onecycle: cosine up from 1/25
-    of the peak over the warm-up (30 % of the run unless --warmup-epochs says), then cosine down to
-    1/250000, as torch's OneCycleLR does, but written as a plain factor so that any number of steps works.
+    cosine: linear warm-up (if asked), then cosine down to 1 % of the peak. onecycle: torch's OneCycleLR
+    (up from 1/25 of the peak over the warm-up, 30 % of the run unless --warmup-epochs says, then down to
+    1/250000, with Adam's beta1 cycled); for runs too short for it (it divides by zero), the same curve as
+    a plain factor.
     """
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "plateau":
@@ -52,6 +53,9 @@ def scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.3, patience=2)
     onecycle = cfg.schedule == "onecycle"
     warm = int((cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs or not onecycle else 0.3) * total)
+    if onecycle and warm >= 2 and total - warm >= 2:  # torch's, with its momentum cycle, where it can count
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                   total_steps=total, pct_start=warm / total)
     if cfg.schedule == "none" and not warm:
         return None
 
