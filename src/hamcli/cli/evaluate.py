@@ -120,8 +120,9 @@ def evaluate(
 
     fmt = "json" if as_json else fmt
     refs = runs or [None]
-    results = [scoring.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size,
-                                split=split) for ref in refs]
+    with render.status("scoring" + (f" and {bootstrap} bootstrap resamples" if ci else "")):
+        results = [scoring.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size,
+                                    split=split) for ref in refs]
     flat = [m for r in results for m in ([r, *r.get("members", [])])]
     if predictions is not None:
         frames = [r["predictions"].assign(run=r["run"]) if len(flat) > 1 else r["predictions"] for r in flat]

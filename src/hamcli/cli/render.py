@@ -165,6 +165,16 @@ def showing_progress(quiet: bool) -> bool:
 
 
 @contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner on stderr while a step runs, for a person at a terminal only."""
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(escape(message)):
+        yield
+
+
+@contextmanager
 def byte_progress(quiet: bool = False) -> Iterator[Any]:
     """A callback (name, done, total) drawing one download bar per file on stderr."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
