@@ -13,7 +13,6 @@ Wall times are the median of --repeat runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import emit  # noqa: E402 - bench/ is on the path when a script runs
 
 HAMCLI = [sys.executable, "-m", "hamcli"]
 
@@ -88,7 +89,7 @@ def main() -> None:
     rows["import_torch_torchvision_s"] = wall([sys.executable, "-c", "import torch, torchvision"], env, args.repeat)
     rows["predict_one_s"] = wall([*HAMCLI, "predict", one, "--model", "r18"], env, args.repeat)
     rows["cold_start_ratio"] = rows["predict_one_s"] / rows["import_torch_torchvision_s"]
-    print(json.dumps({k: round(v, 3) for k, v in rows.items()}), flush=True)
+    emit({k: round(v, 3) for k, v in rows.items()})
 
     files = [str(p) for p in sorted((args.data / "images").glob("*.jpg"))[:1000]]
     listing = home / "files.txt"
@@ -99,17 +100,17 @@ def main() -> None:
     # Steady state: images/s once the model is loaded, on both sides.
     _, steady_out = timed([sys.executable, "-c", HAMCLI_STEADY, str(listing), "r18"], env)
     loop_steady, ours_steady = float(loop_out.split()[-1]), float(steady_out.split()[-1])
-    print(json.dumps({"images": len(files),
+    emit({"images": len(files),
                       "end_to_end_s": {"hamcli_predict": round(t_ours, 2), "per_image_loop": round(t_loop, 2),
                                        "speedup": round(t_loop / t_ours, 2)},
                       "steady_img_s": {"hamcli_predict": round(ours_steady, 1), "per_image_loop": round(loop_steady, 1),
-                                       "speedup": round(ours_steady / loop_steady, 2)}}), flush=True)
+                                       "speedup": round(ours_steady / loop_steady, 2)}})
 
     out = home / "cam.png"
     t_cam = wall([*HAMCLI, "gradcam", one, "--model", "r18", "-o", str(out)], env, args.repeat)
     t_pred = wall([*HAMCLI, "predict", one, "--model", "r18"], env, args.repeat)
-    print(json.dumps({"image": Path(one).name, "gradcam_s": round(t_cam, 3), "predict_s": round(t_pred, 3),
-                      "ratio": round(t_cam / t_pred, 2)}), flush=True)
+    emit({"image": Path(one).name, "gradcam_s": round(t_cam, 3), "predict_s": round(t_pred, 3),
+                      "ratio": round(t_cam / t_pred, 2)})
 
 
 if __name__ == "__main__":

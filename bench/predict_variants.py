@@ -14,6 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _results import emit  # noqa: E402 - bench/ is on the path when a script runs
+
 import hamcli
 
 
@@ -44,16 +46,18 @@ def main() -> None:
     model.predict_many(files[:64])  # warm-up: folding and oneDNN set-up
     for rep in range(2):
         for chunk in (512, 256):
-            print(rep, "shipped chunk", chunk, rate(lambda c=chunk: model.predict_many(files, chunk=c), len(files)))
+            emit({"repeat": rep, "variant": "shipped", "chunk": chunk,
+                  "images_per_s": rate(lambda c=chunk: model.predict_many(files, chunk=c), len(files))})
         for chunk in (256, 128, 64):
-            print(rep, "overlapped chunk", chunk, rate(lambda c=chunk: overlapped(model, files, c), len(files)))
+            emit({"repeat": rep, "variant": "decode overlapped with forward", "chunk": chunk,
+                  "images_per_s": rate(lambda c=chunk: overlapped(model, files, c), len(files))})
     start = time.perf_counter()
     arr, _, _ = model.decode(files)
-    print("decode s", round(time.perf_counter() - start, 2))
+    emit({"step": "decode 1000 images", "seconds": round(time.perf_counter() - start, 2)})
     for bs in (16, 32, 64, 128):
         start = time.perf_counter()
         model.probabilities(arr, batch_size=bs)
-        print("forward s, batch", bs, round(time.perf_counter() - start, 2))
+        emit({"step": "forward 1000 images", "batch": bs, "seconds": round(time.perf_counter() - start, 2)})
 
 
 if __name__ == "__main__":

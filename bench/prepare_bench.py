@@ -8,7 +8,6 @@ The naive loop is what HAM10000 projects usually write: open, convert, resize, o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import emit  # noqa: E402 - bench/ is on the path when a script runs
 from PIL import Image
 
 from hamcli.data.preprocess import decode_all
@@ -54,7 +54,7 @@ def main() -> None:
             rows.append({"folder": folder, "images": len(files), "size": size,
                          "naive_img_s": round(len(files) / t_naive), "hamcli_img_s": round(len(files) / t_ours),
                          "speedup": round(t_naive / t_ours, 2)})
-            print(json.dumps(rows[-1]), flush=True)
+            emit(rows[-1])
     # The whole command, as a user runs it, on the dev set's 6,088 images.
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "HAMCLI_HOME": home}
@@ -65,9 +65,8 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run([*hamcli, "prepare", "--split", "90/10", "--size", "64", "-q", "--json"], env=env,
                        check=True, stdout=subprocess.DEVNULL)
-        print(json.dumps({"command": "hamcli prepare --split 90/10 --size 64", "images": 6088,
-                          "wall_s": round(time.perf_counter() - start, 2)}))
-    print(f"cpu cores: {os.cpu_count()}")
+        emit({"command": "hamcli prepare --split 90/10 --size 64", "images": 6088,
+              "wall_s": round(time.perf_counter() - start, 2), "cores": os.cpu_count()})
 
 
 if __name__ == "__main__":

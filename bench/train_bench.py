@@ -15,7 +15,6 @@ epoch on the dev set at 64 px, measured in a child process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import emit  # noqa: E402 - bench/ is on the path when a script runs
 
 from hamcli.training.engine import TrainEvents
 
@@ -120,11 +120,11 @@ def main() -> None:
         ours = clock.steady_images_per_s(args.batch_size)
         plain = plain_loop(arch, size, home / f"folders{size}" / "train", args.batch_size, args.batches)
         synth = synthetic(arch, size, args.batch_size, args.batches, trainer.prec)
-        print(json.dumps({"arch": arch, "size": size, "batch": args.batch_size, "batches": args.batches,
+        emit({"arch": arch, "size": size, "batch": args.batch_size, "batches": args.batches,
                           "precision": trainer.prec.dtype, "channels_last": trainer.prec.channels_last,
                           "hamcli_img_s": round(ours, 1), "plain_img_s": round(plain, 1),
                           "synthetic_img_s": round(synth, 1), "speedup_vs_plain": round(ours / plain, 2),
-                          "fraction_of_synthetic": round(ours / synth, 3)}), flush=True)
+                          "fraction_of_synthetic": round(ours / synth, 3)})
     if args.memory_only:
         run_cli(["prepare", "--name", "s64", "--size", "64", "--split", "85/15", "-q"], env)
     # Peak memory of a whole epoch on the dev set at 64 px, as a user runs it, in a fresh child process.
@@ -134,10 +134,9 @@ def main() -> None:
              "except SystemExit:\n    pass\nprint(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
-    print(json.dumps({"command": "hamcli train --arch lenet --data s64 --epochs 1 (whole dev set, 64 px)",
-                      "peak_rss_mb": round(int(done.stdout.split()[-1]) / 1024),
-                      "wall_s": round(time.perf_counter() - start, 1)}))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}")
+    emit({"command": "hamcli train --arch lenet --data s64 --epochs 1 (whole dev set, 64 px)",
+          "peak_rss_mb": round(int(done.stdout.split()[-1]) / 1024), "wall_s": round(time.perf_counter() - start, 1),
+          "threads": torch.get_num_threads(), "cores": os.cpu_count()})
 
 
 if __name__ == "__main__":

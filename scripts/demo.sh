@@ -2,22 +2,22 @@
 # The main job on the bundled samples, in a private HAMCLI_HOME (./.demo) so it touches nothing else.
 set -euo pipefail
 export HAMCLI_HOME="${HAMCLI_HOME:-$PWD/.demo}"
-echo "== hamcli demo (HAMCLI_HOME=$HAMCLI_HOME)" >&2
+SAMPLES="$HAMCLI_HOME/data/datasets/samples"
+say() { printf '\n== %s\n' "$*" >&2; }
+say "hamcli demo (HAMCLI_HOME=$HAMCLI_HOME)"
 
-echo "== 1. import the 14 bundled HAM10000 samples" >&2
+say "1. import the 14 bundled HAM10000 samples (two per class, a validation report)"
 hamcli download samples
-echo "== 2. lesion-grouped, class-stratified 50/50 split, 64 px image cache" >&2
-hamcli prepare --source samples --name demo --split 50/50 --size 64 --quiet
-
-echo "== 3. a short real training run (LeNet, 15 epochs of 7 images) on the samples" >&2
-hamcli train --arch lenet --data demo --epochs 15 --batch-size 8 --lr 0.003 --name demo-lenet
+say "2. a lesion-grouped, class-stratified 50/50 split and a 64 px image cache"
+hamcli prepare --source samples --name demo --split 50/50 --size 64 --quiet --overwrite
+say "3. a short real training run (LeNet, 5 epochs). Seven images teach a model nothing: this shows the tool"
+hamcli train --arch lenet --data demo --epochs 5 --batch-size 8 --lr 0.003 --name demo-lenet --overwrite --quiet
 hamcli info
-echo "== 4. evaluate the demo run on its lesion-grouped test split" >&2
-hamcli evaluate demo-lenet
-echo "== 5. predict every bundled sample" >&2
-hamcli predict "$HAMCLI_HOME/data/datasets/samples/images" --model demo-lenet --top-k 2
-echo "== 6. Grad-CAM panels for every bundled sample" >&2
-hamcli gradcam "$HAMCLI_HOME/data/datasets/samples/images" --model demo-lenet --panel -o "$HAMCLI_HOME/gradcam"
-echo "Grad-CAM panels written to $HAMCLI_HOME/gradcam" >&2
-echo "== 7. the model bundled with hamcli (LeNet trained on 5,174 HAM10000 images, 12 of these samples among them)" >&2
-hamcli predict "$HAMCLI_HOME/data/datasets/samples/images" --model bundled --top-k 2
+say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 5,174 HAM10000 images) on these"
+say "   14 samples, which come from lesions it never saw: its prediction beside the true class"
+hamcli predict "$SAMPLES/images" --model bundled --top-k 2 --labels "$SAMPLES/metadata.csv"
+say "5. what it looked at: Grad-CAM panels for every sample, in $HAMCLI_HOME/gradcam/"
+hamcli gradcam "$SAMPLES/images" --model bundled --panel -o "$HAMCLI_HOME/gradcam/" --format csv > /dev/null
+ls "$HAMCLI_HOME/gradcam" | head -3 >&2
+say "next: get the data (hamcli download), then hamcli train --recipe recommended, hamcli evaluate --ci,"
+say "      hamcli serve for a web page; docs/ has a page per command"
