@@ -87,8 +87,44 @@ def main() -> None:
         "batch_vs_single_top_class_differences": differ_precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
-    print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size,
-                      "seen": len(ckpt["data"]["seen_image_ids"]), **bundle["bundle"]}, indent=2))
+    report_file = Path(__file__).parents[1] / "bench" / "results" / "bundled-model.json"
+    full = card_figures(path, args.bootstrap)
+    fsio.write_json(report_file, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
+                                  "seen": len(ckpt["data"]["seen_image_ids"]), **bundle["bundle"], **full})
+    print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, **bundle["bundle"]}, indent=2))
+
+
+def card_figures(path: Path, bootstrap: int) -> dict:
+    """Everything the model card quotes: test and validation, plain and with TTA, per class, calibration
+    with and without the fitted temperature."""
+    import subprocess
+    import time
+
+    from hamcli.inference.postprocess import Postprocess
+
+    figures: dict = {}
+    for split in ("test", "val"):
+        for tta in (False, True):
+            r = scoring.evaluate_checkpoint(path, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
+            figures[f"{split}{'_tta' if tta else ''}"] = {k: v for k, v in r.items() if k != "confusion_matrix"} | {
+                "confusion_matrix": r["confusion_matrix"]}
+    predictor = Predictor.load(path)
+    post = predictor.post
+    images = scoring.held_out(predictor).images
+    y = scoring.held_out(predictor).y_true
+    from hamcli.evaluation.metrics import expected_calibration_error
+
+    fitted = predictor.probabilities(images)
+    predictor.post = Postprocess(1.0, post.tau, post.log_prior)
+    untempered = predictor.probabilities(images)
+    figures["test_calibration"] = {"temperature": post.temperature, "prior_shift_tau": post.tau,
+                                   "ece_without_temperature": expected_calibration_error(y, untempered),
+                                   "ece_with_temperature": expected_calibration_error(y, fitted)}
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    figures["cpu"] = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                           if line.startswith("Model name")), "?")
+    figures["date"] = time.strftime("%Y-%m-%d")
+    return figures
 
 
 if __name__ == "__main__":
