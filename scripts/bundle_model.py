@@ -1,12 +1,16 @@
 """Turn a finished run into the model bundled with hamcli (src/hamcli/bundled/).
 
-    HAMCLI_HOME=/tmp/hamcli-accuracy python scripts/bundle_model.py acc-lite0-frame
+    HAMCLI_HOME=/tmp/hamcli-accuracy python scripts/bundle_model.py acc-lite0-frame [--melanoma-sensitivity 0.65]
 
 The bundled checkpoint is the run's best.pt with its provenance added: the training data and the
 licence it inherits, the test-split figures measured here (with 95% bootstrap intervals by lesion),
 and the ids of every image the model was trained or validated on, so that `hamcli evaluate --data`
 leaves those out. Weights are stored in fp16 only if the fp16 copy predicts the same top class as
 the fp32 model on every test image; the script prints how many differ either way.
+
+`--melanoma-sensitivity S` first refits the run's postprocessing on its validation rows exactly as
+`hamcli train --melanoma-sensitivity S` does at the end of training (same function, same rows), for a
+run trained before that option existed; the run's best.pt records it.
 """
 
 from __future__ import annotations
@@ -45,14 +49,38 @@ def top_class_disagreements(predictor: Predictor, images: np.ndarray, state: dic
         predictor._fused = None  # noqa: SLF001
 
 
+def refit_operating_point(path: Path, target: float) -> dict:
+    """Refit prior shift, melanoma operating point and temperature on the run's validation rows."""
+    from hamcli.inference.postprocess import Postprocess
+    from hamcli.training.calibrate import calibrate
+
+    predictor = Predictor.load(path)
+    predictor.post = Postprocess()
+    val = scoring.held_out(predictor, "val")
+    logits = np.log(np.clip(predictor.probabilities(val.images), 1e-12, 1.0))  # log-softmax: logits up to a constant
+    config = predictor.ckpt_meta["config"]
+    shift = config.get("prior_shift", "none")
+    shift = 0.0 if shift == "none" else shift if shift == "auto" else float(shift)
+    post, record = calibrate(logits, val.y_true, predictor.ckpt_meta["data"]["train_counts"], shift,
+                             melanoma_sensitivity=target)
+    checkpoint.update(path, postprocess=post.as_dict(), calibration=record,
+                      config={**config, "melanoma_sensitivity": target})
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", help="run name or folder (its best.pt is bundled)")
     parser.add_argument("--out", type=Path, default=BUNDLED_FILE)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--melanoma-sensitivity", type=float, default=None,
+                        help="refit the operating point on validation first (see hamcli train --help)")
     args = parser.parse_args()
 
     path = resolve_checkpoint(args.run)
+    if args.melanoma_sensitivity is not None:
+        record = refit_operating_point(path, args.melanoma_sensitivity)
+        print(json.dumps({k: record[k] for k in ("tau", "melanoma_bias", "temperature", "before", "after")}))
     ckpt = checkpoint.load(path)
     prepared = PreparedDataset.open(ckpt["data"]["name"])
     if prepared.fingerprint != ckpt["data"]["fingerprint"]:
@@ -115,7 +143,7 @@ def card_figures(path: Path, bootstrap: int) -> dict:
     from hamcli.evaluation.metrics import expected_calibration_error
 
     fitted = predictor.probabilities(images)
-    predictor.post = Postprocess(1.0, post.tau, post.log_prior)
+    predictor.post = Postprocess(1.0, post.tau, post.log_prior, post.bias)
     untempered = predictor.probabilities(images)
     figures["test_calibration"] = {"temperature": post.temperature, "prior_shift_tau": post.tau,
                                    "ece_without_temperature": expected_calibration_error(y, untempered),

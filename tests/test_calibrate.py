@@ -10,7 +10,7 @@ import hamcli
 import hamcli.models.checkpoint as checkpoint
 from hamcli.data.preprocess import to_float
 from hamcli.inference.postprocess import Postprocess
-from hamcli.training.calibrate import calibrate, choose_tau, fit_temperature
+from hamcli.training.calibrate import MELANOMA, calibrate, choose_bias, choose_tau, fit_temperature
 
 
 def _sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +51,33 @@ def test_prior_shift_trades_accuracy_for_rare_classes_within_the_limit():
     assert record["fitted_on"] == "validation"
 
 
+def test_melanoma_operating_point_is_the_smallest_offset_reaching_the_target():
+    rng = np.random.default_rng(2)
+    y = rng.choice(7, size=2000, p=[0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    logits = rng.normal(0, 1, (2000, 7))
+    logits[np.arange(2000), y] += 1.5
+    logits[:, 5] += 1.0  # melanoma is often called a naevus
+    mel = y == MELANOMA
+
+    def sensitivity(z: np.ndarray) -> float:
+        return float((z.argmax(1)[mel] == MELANOMA).mean())
+
+    bias = choose_bias(logits, y, 0.8)
+    shifted = logits.copy()
+    shifted[:, MELANOMA] += bias
+    assert sensitivity(logits) < 0.8 <= sensitivity(shifted)
+    smaller = logits.copy()
+    smaller[:, MELANOMA] += bias - 0.05
+    assert sensitivity(smaller) < 0.8  # and no smaller step reaches it
+    post, record = calibrate(logits, y, [30, 50, 110, 10, 110, 670, 20], 0.0, melanoma_sensitivity=0.8)
+    assert post.bias[MELANOMA] == bias and record["melanoma_bias"] == bias
+    assert record["after"]["accuracy"] < record["before"]["accuracy"]  # the price, recorded
+    assert Postprocess.from_dict(post.as_dict()) == post
+    probs = np.exp(post.apply(logits))
+    assert sensitivity(probs) >= 0.8  # the temperature never moves the decision
+    assert choose_bias(logits, np.zeros(10, dtype=int), 0.8) == 0.0  # no melanoma: nothing to set
+
+
 def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_records():
     post = Postprocess(2.0, 0.5, tuple(np.log(np.full(7, 1 / 7) + np.arange(7) * 0.01)))
     z = np.random.default_rng(0).normal(size=(3, 7))
@@ -59,7 +86,11 @@ def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_reco
     assert Postprocess.from_dict(post.as_dict()) == post
     from hamcli.errors import ModelError
 
-    for bad in ({"temperature": 0}, {"temperature": float("nan")}, {"tau": 1.0, "log_prior": [0.0]}):
+    biased = Postprocess(1.5, 0.0, (), (0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0))
+    assert np.allclose(biased.apply(z), biased.apply(torch.from_numpy(z)).numpy())
+    assert np.allclose(biased.apply(z)[:, 4], (z[:, 4] + 1.0) / 1.5)
+    for bad in ({"temperature": 0}, {"temperature": float("nan")}, {"tau": 1.0, "log_prior": [0.0]},
+                {"bias": [1.0, 2.0]}, {"bias": [float("inf")] * 7}):
         with pytest.raises(ModelError, match="postprocess"):
             Postprocess.from_dict(bad)
 

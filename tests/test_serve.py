@@ -19,7 +19,7 @@ from conftest import class_image
 from hamcli.cli.app import app
 
 runner = CliRunner()
-SAMPLE = Path(hamcli.__file__).parent / "samples" / "images" / "ISIC_0024306.jpg"
+SAMPLE = min((Path(hamcli.__file__).parent / "samples" / "images").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_predict_gives_the_json_of_hamcli_predict(client, tmp_path):
     (row,) = response.json()
     cli = json.loads(runner.invoke(app, ["predict", str(SAMPLE), "--model", "bundled", "-f", "json"]).stdout)[0]
     assert row["path"] == "lesion.jpg" and row["code"] == cli["code"]
-    assert all(abs(row["probabilities"][c] - cli["probabilities"][c]) < 1e-5 for c in cli["probabilities"])
+    assert row["probabilities"] == pytest.approx(cli["probabilities"], abs=1e-5)
 
 
 def test_gradcam_is_a_png_overlay_of_the_upload(client):

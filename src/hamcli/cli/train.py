@@ -113,6 +113,10 @@ def train(
                                     "classes by TAU x log(class frequency): none, a number, or auto (the shift "
                                     "with the best validation balanced accuracy costing at most 2 points of "
                                     "validation accuracy). The temperature is always fitted on validation."),
+    melanoma_sensitivity: float = typer.Option(0.0, "--melanoma-sensitivity", help="After training, set the "
+                                               "operating point: raise melanoma's score until its validation "
+                                               "sensitivity reaches this (e.g. 0.65), at some cost in accuracy. "
+                                               "0 keeps the plain argmax."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
     precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
                                                                   "measures on this machine.")),

@@ -74,11 +74,24 @@ def _exif_rotated(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
 
 
-def open_rgb(source: str | Path | Image.Image, target: tuple[int, int] | None = None) -> Image.Image:
+@dataclass(frozen=True)
+class Upload:
+    """An encoded image held in memory (a web upload): decoded exactly as the same file on disk would be."""
+
+    data: bytes
+    label: str = "upload"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def open_rgb(source: str | Path | Image.Image | Upload, target: tuple[int, int] | None = None) -> Image.Image:
     """Open an image as upright 8-bit RGB; raise ImageReadError naming the file and the reason.
 
     `target` (height, width) lets JPEGs decode at a reduced scale that still covers it.
     """
+    if isinstance(source, Upload):
+        return decode_bytes(source.data, source.label, target)
     if isinstance(source, Image.Image):
         filename = getattr(source, "filename", "")
         if not (filename and Path(filename).is_file()):
@@ -203,7 +216,7 @@ def resize(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.array(out, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
-def load(source: str | Path | Image.Image, size: tuple[int, int]) -> np.ndarray:
+def load(source: str | Path | Image.Image | Upload, size: tuple[int, int]) -> np.ndarray:
     """Decode and resize one image: the one step shared by prepare, train, evaluate, predict and gradcam."""
     return resize(open_rgb(source, target=size), size)
 
@@ -217,8 +230,8 @@ def normalise(x, mean, std):  # noqa: ANN001, ANN201
     return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
-def decode_all(items: Sequence[str | Path | Image.Image], size: tuple[int, int], out: np.ndarray, workers: int = 0,
-               progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
+def decode_all(items: Sequence[str | Path | Image.Image | Upload], size: tuple[int, int], out: np.ndarray,
+               workers: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
     """`load` every item into `out[i]`; return {index: reason} for the unusable ones.
 
     Threads, not processes: Pillow releases the GIL while decoding and resizing.

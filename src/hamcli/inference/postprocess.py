@@ -1,4 +1,4 @@
-"""What happens to a model's logits before they become probabilities: temperature and prior shift.
+"""What happens to a model's logits before they become probabilities: prior shift, operating point, temperature.
 
 Both are fitted on the run's validation rows after training (`hamcli.training.calibrate`), recorded in
 the checkpoint, and applied by every command that predicts, so evaluate, predict and gradcam agree.
@@ -8,6 +8,9 @@ the checkpoint, and applied by every command that predicts, so evaluate, predict
 - Prior shift (logit adjustment, Menon et al. 2021) subtracts tau x log(training class frequency):
   it moves the decision towards rare classes, trading some accuracy for balanced accuracy and
   sensitivity to melanoma. tau = 0 leaves the decisions as trained.
+- An operating point adds a fixed amount to one class's logit (in practice melanoma's), chosen as the
+  smallest that reaches a wanted sensitivity on validation: the missed-melanoma rate is the error a
+  reader of the output cares about most, and it is set here explicitly rather than left to the argmax.
 """
 
 from __future__ import annotations
@@ -26,27 +29,30 @@ class Postprocess:
     temperature: float = 1.0
     tau: float = 0.0
     log_prior: tuple[float, ...] = field(default_factory=tuple)  # log of the training class frequencies
+    bias: tuple[float, ...] = field(default_factory=tuple)  # per-class logit offsets: the operating point
 
     @property
     def identity(self) -> bool:
-        return self.temperature == 1.0 and self.tau == 0.0
+        return self.temperature == 1.0 and self.tau == 0.0 and not any(self.bias)
 
-    def shift(self) -> np.ndarray:
-        return self.tau * np.asarray(self.log_prior, dtype=np.float64) if self.tau else 0.0
+    def shift(self) -> np.ndarray | float:
+        """What is subtracted from the logits before the temperature: tau x log prior - bias."""
+        shift = self.tau * np.asarray(self.log_prior, dtype=np.float64) if self.tau else 0.0
+        return shift - np.asarray(self.bias, dtype=np.float64) if any(self.bias) else shift
 
     def apply(self, logits):  # noqa: ANN001, ANN201 - a torch tensor or a numpy array, (N, classes)
-        """Adjusted logits: (logits - tau * log prior) / T."""
+        """Adjusted logits: (logits - tau * log prior + bias) / T."""
         if self.identity:
             return logits
         shift = self.shift()
-        if not isinstance(logits, np.ndarray):
+        if not isinstance(logits, np.ndarray) and not isinstance(shift, float):
             import torch
 
-            shift = torch.as_tensor(shift, dtype=logits.dtype, device=logits.device) if self.tau else 0.0
+            shift = torch.as_tensor(shift, dtype=logits.dtype, device=logits.device)
         return (logits - shift) / self.temperature
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "log_prior": list(self.log_prior)}
+        return {**asdict(self), "log_prior": list(self.log_prior), "bias": list(self.bias)}
 
     @classmethod
     def from_dict(cls, data: dict | None, where: Path | str = "checkpoint", classes: int = 7) -> Postprocess:
@@ -54,12 +60,13 @@ class Postprocess:
             return cls()
         try:
             post = cls(float(data.get("temperature", 1.0)), float(data.get("tau", 0.0)),
-                       tuple(float(v) for v in data.get("log_prior", ())))
+                       tuple(float(v) for v in data.get("log_prior", ())),
+                       tuple(float(v) for v in data.get("bias", ())))
         except (TypeError, ValueError):
             raise ModelError(f"{where}: its postprocess record is malformed; the file is damaged or edited") from None
-        values = [post.temperature, post.tau, *post.log_prior]
+        values = [post.temperature, post.tau, *post.log_prior, *post.bias]
         if not all(math.isfinite(v) for v in values) or post.temperature <= 0 or \
-                (post.tau and len(post.log_prior) != classes):
+                (post.tau and len(post.log_prior) != classes) or (post.bias and len(post.bias) != classes):
             raise ModelError(f"{where}: its postprocess record (temperature {post.temperature}, tau {post.tau}) "
                              "is out of range; the file is damaged or edited")
         return post

@@ -1,4 +1,5 @@
-"""After training: fit the temperature and the prior shift on the validation rows, never on test.
+"""After training: fit the prior shift, the melanoma operating point and the temperature on the validation
+rows, never on test.
 
 The fitted `Postprocess` goes into the checkpoint with the validation figures before and after, so a
 reader can see what each step bought and that the test split played no part in choosing it.
@@ -10,10 +11,13 @@ import math
 
 import numpy as np
 
+from hamcli.classes import CLASS_CODES
 from hamcli.evaluation.metrics import expected_calibration_error, summary
 from hamcli.inference.postprocess import Postprocess
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(21))  # 0 .. 2 in steps of 0.1
+BIASES = tuple(round(0.05 * i, 2) for i in range(81))  # 0 .. 4 in steps of 0.05
+MELANOMA = CLASS_CODES.index("mel")
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -44,18 +48,42 @@ def choose_tau(logits: np.ndarray, y: np.ndarray, log_prior: np.ndarray, max_acc
     return best_tau
 
 
+def choose_bias(logits: np.ndarray, y: np.ndarray, target: float, cls: int = MELANOMA) -> float:
+    """The smallest offset to class `cls`'s logit that makes its sensitivity (recall) reach `target` on
+    (logits, y); the largest offset tried if none does; 0 where the class has no example."""
+    positive = y == cls
+    if not positive.any():
+        return 0.0
+    for bias in BIASES:
+        shifted = logits.copy()
+        shifted[:, cls] += bias
+        if (shifted.argmax(1)[positive] == cls).mean() >= target - 1e-9:
+            return bias
+    return BIASES[-1]
+
+
 def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_shift: str | float,
-              max_accuracy_drop: float = 0.02) -> tuple[Postprocess, dict]:
-    """Fit on validation logits; returns the postprocessing and a record of its effect on validation."""
+              max_accuracy_drop: float = 0.02, melanoma_sensitivity: float = 0.0) -> tuple[Postprocess, dict]:
+    """Fit on validation logits; returns the postprocessing and a record of its effect on validation.
+
+    In order: the prior shift (auto: the best balanced accuracy within `max_accuracy_drop`), then the
+    melanoma operating point (if `melanoma_sensitivity` > 0), then the temperature on the result.
+    """
     counts = np.asarray(train_counts, dtype=np.float64).clip(min=1)
     log_prior = np.log(counts / counts.sum())
     tau = choose_tau(logits, y, log_prior, max_accuracy_drop) if prior_shift == "auto" else float(prior_shift)
     shifted = logits - tau * log_prior
+    bias = np.zeros(logits.shape[1])
+    if melanoma_sensitivity > 0:
+        bias[MELANOMA] = choose_bias(shifted, y, melanoma_sensitivity)
+        shifted = shifted + bias
     temperature = fit_temperature(shifted, y)
-    post = Postprocess(temperature, tau, tuple(float(v) for v in log_prior))
+    post = Postprocess(temperature, tau, tuple(float(v) for v in log_prior),
+                       tuple(float(v) for v in bias) if bias.any() else ())
     before, after = np.exp(_log_softmax(logits)), np.exp(_log_softmax(shifted / temperature))
     record = {"fitted_on": "validation", "images": int(len(y)), "temperature": round(temperature, 4), "tau": tau,
               "prior_shift": prior_shift, "max_accuracy_drop": max_accuracy_drop,
+              "melanoma_sensitivity_target": melanoma_sensitivity, "melanoma_bias": float(bias[MELANOMA]),
               "before": {**summary(y, logits.argmax(1)), "ece": expected_calibration_error(y, before)},
               "after": {**summary(y, shifted.argmax(1)), "ece": expected_calibration_error(y, after)}}
     return post, record

@@ -60,6 +60,7 @@ class TrainConfig:
     backbone_lr_mult: float = 1.0  # the pretrained backbone learns at lr x this; the new head at lr
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; 0.999 typical)
     prior_shift: str = "none"  # none, auto (chosen on validation) or a number: logit adjustment towards rare classes
+    melanoma_sensitivity: float = 0.0  # operating point: raise melanoma's logit until validation recall reaches it
     device: str = "auto"
     precision: str = "auto"
     name: str | None = None
@@ -101,6 +102,9 @@ class TrainConfig:
                 shift = -1.0
             if not 0 <= shift <= 5:
                 raise UsageError(f"--prior-shift {self.prior_shift!r}: none, auto, or a number from 0 to 5")
+        if not 0 <= self.melanoma_sensitivity < 1:
+            raise UsageError(f"--melanoma-sensitivity {self.melanoma_sensitivity}: a fraction in [0, 1), "
+                             "e.g. 0.65 (0 keeps the argmax)")
         if self.freeze_early < 0 or self.early_stop < 0:
             raise UsageError("--freeze-early and --early-stop must be zero or positive")
         if self.unfreeze_after is not None and (self.unfreeze_after < 1 or not self.freeze_backbone):

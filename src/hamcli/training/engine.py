@@ -315,7 +315,8 @@ class Trainer:
             model.load_state_dict(checkpoint.load(path)["state_dict"])
             out = infer_logits(model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
                                batch_size=max(self.cfg.batch_size, 128)).numpy()
-            post, record = calibrate(out, y, counts, 0.0 if shift == "none" else shift)
+            post, record = calibrate(out, y, counts, 0.0 if shift == "none" else shift,
+                                     melanoma_sensitivity=self.cfg.melanoma_sensitivity)
             checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
             found[name] = record
         return found.get("best.pt")
