@@ -106,16 +106,12 @@ def root(
                                  help="Print the version and exit."),
 ) -> None:
     """hamcli: HAM10000 dermatoscopy classifiers from the command line."""
-    warnings.showwarning = _show_warning  # library warnings become one yellow line on stderr
+    warnings.showwarning = render.show_warning  # library warnings become one yellow line on stderr
     warnings.simplefilter("always", UserWarning)
 
 
 for command_group in (data, models, recipes, train, evaluate, predict, gradcam, serve):
     command_group.register(app)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    render.warn(str(message))
 
 
 def main() -> None:

@@ -56,6 +56,11 @@ def warn(message: object) -> None:
     err.print(f"[yellow]Warning:[/] {escape(_line(message))}", highlight=False)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001, ARG001
+    """A `warnings.showwarning` that prints library warnings as one yellow line on stderr."""
+    warn(str(message))
+
+
 def info(message: object) -> None:
     err.print(escape(clean(message)), highlight=False)
 

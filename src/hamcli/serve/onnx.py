@@ -9,6 +9,7 @@ model.onnx` (or any onnxruntime user) needs.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
 
     x = to_float(torch.from_numpy(np.ascontiguousarray(images)), predictor.mean, predictor.std)
     with fsio.atomic_path(Path(output), suffix=".onnx") as tmp:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer notes that padding sizes and the postprocess constants are frozen into the graph:
+            # they are, by design (the input size is fixed; only the batch is dynamic).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp), input_names=["image"],
                               output_names=["probabilities"], dynamic_axes={"image": {0: "batch"},
                                                                             "probabilities": {0: "batch"}},
