@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 CLASS_CODES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
@@ -22,5 +26,7 @@ NUM_CLASSES = len(CLASS_CODES)
 
 
 def encode(codes) -> np.ndarray:  # noqa: ANN001 - any iterable of class codes
+    import numpy as np  # here, so that `hamcli --help` does not pay for numpy
+
     """Class codes -> int64 indices in CLASS_CODES order."""
     return np.array([CLASS_INDEX[c] for c in codes], dtype=np.int64)
