@@ -27,15 +27,18 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests bench
 
-# Speed benchmarks (about 10 minutes); they read ../shared/ham10000-dev. Figures: docs/benchmarks.md.
+# Speed benchmarks (about 20 minutes); they read ../shared/ham10000-dev. Figures: docs/benchmarks.md.
 bench: setup
 	$(BIN)/python bench/prepare_bench.py
 	$(BIN)/python bench/train_bench.py
 	$(BIN)/python bench/predict_bench.py
+	$(BIN)/python bench/serve_bench.py
+	$(BIN)/python bench/export_bench.py
+	$(BIN)/python bench/ddp_bench.py
 
-# Accuracy of the recommended recipe on the dev set (about 30 minutes on 2 cores); --list shows the others.
+# Accuracy of the recommended recipe on the dev set (about 45 minutes on 2 cores); --list shows the others.
 bench-accuracy: setup
-	$(BIN)/python bench/accuracy_bench.py --recipes lite0-frame-8
+	$(BIN)/python bench/accuracy_bench.py --recipes lite0-frame
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info

@@ -13,7 +13,7 @@ hamcli prepare --source samples --name demo --split 50/50 --size 64 --quiet --ov
 say "3. a short real training run (LeNet, 5 epochs). Seven images teach a model nothing: this shows the tool"
 hamcli train --arch lenet --data demo --epochs 5 --batch-size 8 --lr 0.003 --name demo-lenet --overwrite --quiet
 hamcli info
-say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 5,174 HAM10000 images) on these"
+say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 4,397 HAM10000 images) on these"
 say "   14 samples, which come from lesions it never saw: its prediction beside the true class"
 hamcli predict "$SAMPLES/images" --model bundled --top-k 2 --labels "$SAMPLES/metadata.csv"
 say "5. what it looked at: Grad-CAM panels for every sample, in $HAMCLI_HOME/gradcam/"
