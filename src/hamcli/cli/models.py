@@ -67,6 +67,15 @@ def _default(fmt: str) -> None:
                                             for k, v in info.items()))
         return
     for key, value in info.items():
+        if key == "test" and isinstance(value, dict):  # one line per figure, with its 95% interval
+            intervals = value.get("ci95", {})
+            for name, figure in value.items():
+                if isinstance(figure, float):
+                    low_high = intervals.get(name)
+                    ci = f" (95% CI {low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else ""
+                    render.out.print(f"test {name.replace('_', ' '):<22} {figure:.3f}{ci}", highlight=False,
+                                     markup=False)
+            continue
         render.out.print(f"{key:<14} {value}", highlight=False, markup=False)
 
 
