@@ -111,3 +111,14 @@ def test_models_lists_every_architecture_with_its_weights_and_parameters():
     assert rows["resnet18"]["imagenet_weights"] == "download"  # nothing in this test's torch cache
     table = runner.invoke(app, ["models"])
     assert table.exit_code == 0 and "efficientnet_lite0" in table.stdout
+
+
+def test_models_default_describes_the_bundled_model_with_its_card_and_figures():
+    result = runner.invoke(app, ["models", "--default", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["arch"] == "efficientnet_lite0" and "model-card.md" in info["model_card"]
+    low, high = info["test"]["ci95"]["balanced_accuracy"]
+    assert low <= info["test"]["balanced_accuracy"] <= high
+    table = runner.invoke(app, ["models", "--default"]).stdout
+    assert f"test balanced accuracy      {info['test']['balanced_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f})" in table
