@@ -268,6 +268,7 @@ def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     predictor = predictor_for(model, size=64, arch=arch)
+    predictor._batch_prec = predictor.prec  # fp32 both ways: this test is about folding, not precision
     images = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
     batched = predictor.probabilities(images)  # 12 images: the folded copy
     single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(12)])  # the plain model
