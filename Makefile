@@ -36,9 +36,9 @@ bench: setup
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/ddp_bench.py
 
-# Accuracy of the recommended recipe on the dev set (about 45 minutes on 2 cores); --list shows the others.
+# Accuracy of the recommended recipe on the dev set (about 30 minutes on 2 cores); --list shows the others.
 bench-accuracy: setup
-	$(BIN)/python bench/accuracy_bench.py --recipes lite0-frame
+	$(BIN)/python bench/accuracy_bench.py --recipes lite0-square-8
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info
