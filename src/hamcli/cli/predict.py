@@ -69,7 +69,7 @@ def predict(
     if fmt == "json":
         render.print_json([{**r.as_dict(), **({"true_dx": true[r.source]} if truth else {})} for r in good])
     elif fmt == "table" and good:
-        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "") if truth else ()))
+        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "verdict") if truth else ()))
         table = render.table(f"{predictor.card.arch} from {predictor.card.path}", columns, numeric=("p",))
         for r in good:
             mark = () if not truth else (true[r.source] or "?", "" if true[r.source] is None else

@@ -93,4 +93,4 @@ def _run_row(run: Path) -> dict | None:
 
 def _bundled_arch(path: Path) -> str:
     """The bundled model's architecture, from the checkpoint's name (loading it would need torch)."""
-    return path.stem.removeprefix("ham10000-")
+    return path.stem.removeprefix("ham10000-").replace("-", "_")
