@@ -76,9 +76,8 @@ def main() -> None:
     ckpt = checkpoint.load(BUNDLED_FILE)
     r["epoch"] = ckpt["epoch"]
     recipe = r["run"].removeprefix("acc-")
-    bench = next(json.loads(line) for line in (ROOT / "bench" / "results" / "accuracy.jsonl").read_text().splitlines()
-                 if json.loads(line)["recipe"] == recipe)
     runs = [json.loads(line) for line in (ROOT / "bench" / "results" / "accuracy.jsonl").read_text().splitlines()]
+    bench = next(row for row in runs if row["recipe"] == recipe)
     runs.sort(key=lambda row: -row["val"]["balanced_accuracy"])
     ranking = ", ".join(f"`{row['recipe']}` {row['val']['balanced_accuracy']:.3f}" for row in runs)
     ranking_tta = ", ".join(f"`{row['recipe']}` {row['val_tta']['balanced_accuracy']:.3f}" for row in

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import warnings
 
 import typer
 from typer.core import TyperGroup
@@ -106,8 +105,7 @@ def root(
                                  help="Print the version and exit."),
 ) -> None:
     """hamcli: HAM10000 dermatoscopy classifiers from the command line."""
-    warnings.showwarning = render.show_warning  # library warnings become one yellow line on stderr
-    warnings.simplefilter("always", UserWarning)
+    render.show_warnings_as_lines()
 
 
 for command_group in (data, models, recipes, train, evaluate, predict, gradcam, serve):

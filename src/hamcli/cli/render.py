@@ -61,6 +61,14 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     warn(str(message))
 
 
+def show_warnings_as_lines() -> None:
+    """Library warnings become one yellow line on stderr, each time they happen."""
+    import warnings
+
+    warnings.showwarning = show_warning
+    warnings.simplefilter("always", UserWarning)
+
+
 def info(message: object) -> None:
     err.print(escape(clean(message)), highlight=False)
 

@@ -174,14 +174,11 @@ def train(
 
 def _job(resolved, resume: str | None, quiet: bool, rank: int) -> None:  # noqa: ANN001 - (TrainConfig, bool)
     """What each process of `--devices N` runs (a picklable function of the rank)."""
-    import warnings
-
     from hamcli.training.folds import train_folds
     from hamcli.training.runner import resume as resume_run
     from hamcli.training.runner import train as train_run
 
-    warnings.showwarning = render.show_warning  # a spawned process starts without the app's settings
-    warnings.simplefilter("always", UserWarning)
+    render.show_warnings_as_lines()  # a spawned process starts without the app's settings
     events = _Progress(quiet or rank != 0)
     try:
         if resume:

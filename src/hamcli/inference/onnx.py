@@ -8,7 +8,6 @@ the rows are the ones the torch model gives, to float rounding.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +16,7 @@ from hamcli.data.preprocess import Preprocess, to_float
 from hamcli.errors import ModelError
 from hamcli.inference.postprocess import Postprocess
 from hamcli.inference.predictor import Predictor
-
-
-@dataclass(frozen=True)
-class OnnxCard:
-    arch: str
-    classes: tuple[str, ...]
-    preprocess: Preprocess
-    path: Path
-    data_name: str = ""
-    data_fingerprint: str = ""
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.preprocess.size
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return self.preprocess.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return self.preprocess.std
+from hamcli.models.checkpoint import CheckpointInfo
 
 
 class OnnxPredictor(Predictor):
@@ -62,7 +40,7 @@ class OnnxPredictor(Predictor):
                              "metadata); export it with `hamcli export`") from None
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a damaged file
             raise ModelError(f"{path}: onnxruntime cannot load it ({str(exc)[:160]})") from None
-        self.card = OnnxCard(meta.get("arch", "onnx"), classes, preprocess, Path(path))
+        self.card = CheckpointInfo(meta.get("arch", "onnx"), classes, preprocess, "", "", Path(path))
         self.ckpt_meta = {"onnx": dict(meta)}
         self.model = None
         self.post = Postprocess()  # in the graph already
