@@ -38,6 +38,10 @@ RECIPES: dict[str, dict] = {
                                                              "--class-weight", "balanced", *FINE]},
     "lite0-square-8": {"size": "150", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                 "--class-weight", "sqrt", *FINE]},
+    # three folds of the same recipe, used as one ensemble; the melanoma operating point fitted on all
+    # 5,174 out-of-fold predictions (the first time: `scripts/bundle_model.py FAMILY --melanoma-sensitivity S`)
+    "lite0-square-8-k3": {"size": "150", "folds": 3, "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
+                                                               "--class-weight", "sqrt", *FINE, "--all-folds"]},
     "lite0-frame-266-8": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                         "--class-weight", "sqrt", *FINE]},
     "lite0-frozen-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-backbone",
@@ -117,8 +121,10 @@ def main() -> None:
                 str(args.data / "HAM10000_metadata.csv"), "--json"], env)
     for name in args.recipes:
         recipe = RECIPES[name]
-        data = f"dev{recipe['size']}"
-        prepare = ["prepare", "--split", "85/15", "--size", recipe["size"], "--name", data, "-q"]
+        folds = recipe.get("folds", 0)
+        data = f"dev{recipe['size']}" + (f"-k{folds}" if folds else "")
+        prepare = ["prepare", "--split", "85/15", "--size", recipe["size"], *(["--folds", str(folds)] if folds else []),
+                   "--name", data, "-q"]
         if not (args.home / "data" / "prepared" / data).exists():  # one seed: the same split at every size
             hamcli(prepare, env)
         train = ["train", *recipe["train"], "--data", data, "--name", f"acc-{name}", "-q"]
@@ -126,23 +132,28 @@ def main() -> None:
         if not args.score_only:
             hamcli(train, env)
         wall = (time.perf_counter() - start) / 60
-        metrics = json.loads((args.home / "data" / "runs" / f"acc-{name}" / "metrics.json").read_text())
+        run_dir = args.home / "data" / "runs" / f"acc-{name}"
+        members = [run_dir / f"fold{k}" for k in range(folds)] if folds else [run_dir]
+        metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
         row = {"recipe": name, "prepare": "hamcli " + " ".join(prepare), "train": "hamcli " + " ".join(train),
-               "wall_minutes": None if args.score_only else round(wall, 1), "best_epoch": metrics["best_epoch"],
-               "calibration": metrics.get("calibration"),
-               "weights": metrics.get("weights", "raw"), "cpu": cpu_model(), "threads": os.cpu_count(),
+               "wall_minutes": None if args.score_only else round(wall, 1),
+               "best_epoch": metrics[0]["best_epoch"] if not folds else [m["best_epoch"] for m in metrics],
+               "calibration": metrics[0].get("calibration") if not folds else [m.get("calibration") for m in metrics],
+               "weights": metrics[0].get("weights", "raw"), "cpu": cpu_model(), "threads": os.cpu_count(),
                "python": platform.python_version(), "torch": torch_version(), "date": time.strftime("%Y-%m-%d")}
         import pandas as pd
 
-        history = pd.read_csv(args.home / "data" / "runs" / f"acc-{name}" / "history.csv")
-        row["train_images_per_s"] = round(float(history["images_per_s"].median()), 1)
+        histories = [pd.read_csv(m / "history.csv") for m in members]
+        row["train_images_per_s"] = round(float(pd.concat(histories)["images_per_s"].median()), 1)
         # the training loop alone at the median epoch's speed, so a busy machine during one epoch does not count
-        row["train_minutes"] = round(float(history["train_seconds"].median()) * len(history) / 60, 1)
-        row["epochs"] = len(history)
+        row["train_minutes"] = round(sum(float(h["train_seconds"].median()) * len(h) for h in histories) / 60, 1)
+        row["epochs"] = len(histories[0])
         row["predict_images_per_s"] = predict_throughput(f"acc-{name}", args.home)
-        for split in ("val", "test"):
+        for split in ("test",) if folds else ("val", "test"):
             for tta in (False, True):
                 row[f"{split}{'_tta' if tta else ''}"] = scores(f"acc-{name}", env, split, tta, args.bootstrap)
+        if folds:  # no image is outside every member's training: validation is the out-of-fold record
+            row["val"] = {**json.loads((run_dir / "family.json").read_text()).get("calibration", {})}
         args.results_file.parent.mkdir(parents=True, exist_ok=True)
         with open(args.results_file, "a") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -2,7 +2,9 @@
 
     HAMCLI_HOME=/tmp/hamcli-accuracy python scripts/bundle_model.py acc-lite0-frame [--melanoma-sensitivity 0.65]
 
-The bundled checkpoint is the run's best.pt with its provenance added: the training data and the
+A K-fold family (`hamcli train --all-folds`) is bundled as one file holding every fold's weights
+(`members`), used as their ensemble exactly as the family is. The bundled checkpoint is the run's
+best.pt (or the family's members) with its provenance added: the training data and the
 licence it inherits, the test-split figures measured here (with 95% bootstrap intervals by lesion),
 and the ids of every image the model was trained or validated on, so that `hamcli evaluate --data`
 leaves those out. Weights are stored in fp16 only if the fp16 copy predicts the same top class as
@@ -10,7 +12,9 @@ the fp32 model on every test image; the script prints how many differ either way
 
 `--melanoma-sensitivity S` first refits the run's postprocessing on its validation rows exactly as
 `hamcli train --melanoma-sensitivity S` does at the end of training (same function, same rows), for a
-run trained before that option existed; the run's best.pt records it.
+run trained before that option existed; the run's best.pt records it. For a family it fits the
+family's operating point on its out-of-fold predictions (`hamcli.training.folds.fit_operating_point`,
+as `train --all-folds --melanoma-sensitivity S` does), recorded in family.json.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import hamcli.evaluation.scoring as scoring
 import hamcli.fsio as fsio
 import hamcli.models.checkpoint as checkpoint
 from hamcli.data.cache import PreparedDataset
+from hamcli.inference.ensemble import Ensemble, validation_score
+from hamcli.inference.load import load_model
 from hamcli.inference.predictor import Predictor
-from hamcli.runs import BUNDLED_FILE, resolve_checkpoint
+from hamcli.runs import BUNDLED_FILE, family_members, is_family, resolve_checkpoint, resolve_model
+from hamcli.training.folds import fit_operating_point
 
 LICENCE = ("trained on HAM10000 (Tschandl et al., Sci. Data 5, 180161, 2018; doi:10.7910/DVN/DBW86T), "
            "CC BY-NC 4.0: research and education only, not for diagnosis; ImageNet weights of "
@@ -36,17 +43,23 @@ KEPT = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_roc_a
         "melanoma_specificity", "ece")
 
 
-def top_class_disagreements(predictor: Predictor, images: np.ndarray, state: dict) -> int:
-    """How many images get another top class when the model runs with `state` instead of its own weights."""
+def top_class_disagreements(predictor: Predictor, images: np.ndarray, states: list[dict]) -> int:
+    """How many images get another top class when the model (or each ensemble member) runs with `states`
+    instead of its own weights."""
+    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
     reference = predictor.probabilities(images).argmax(1)
-    original = {k: v.clone() for k, v in predictor.model.state_dict().items()}
-    predictor.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    predictor._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
+    originals = [{k: v.clone() for k, v in m.model.state_dict().items()} for m in members]
+
+    def use(chosen: list[dict]) -> None:
+        for member, state in zip(members, chosen, strict=True):
+            member.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
+
+    use(states)
     try:
         return int((predictor.probabilities(images).argmax(1) != reference).sum())
     finally:
-        predictor.model.load_state_dict(original)
-        predictor._fused = None  # noqa: SLF001
+        use(originals)
 
 
 def refit_operating_point(path: Path, target: float) -> dict:
@@ -68,86 +81,114 @@ def refit_operating_point(path: Path, target: float) -> dict:
     return record
 
 
+def cast(state: dict, dtype: torch.dtype) -> dict:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("run", help="run name or folder (its best.pt is bundled)")
+    parser.add_argument("run", help="run name or folder (its best.pt is bundled), or a K-fold family")
     parser.add_argument("--out", type=Path, default=BUNDLED_FILE)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parents[1] / "bench" / "results" /
+                        "bundled-model.json", help="where the figures for the model card go")
     parser.add_argument("--melanoma-sensitivity", type=float, default=None,
                         help="refit the operating point on validation first (see hamcli train --help)")
     args = parser.parse_args()
 
-    path = resolve_checkpoint(args.run)
+    target = resolve_model(args.run)
+    family = target.is_dir() and is_family(target)
+    paths = [resolve_checkpoint(m) for m in family_members(target)] if family else [resolve_checkpoint(target)]
     if args.melanoma_sensitivity is not None:
-        record = refit_operating_point(path, args.melanoma_sensitivity)
-        print(json.dumps({k: record[k] for k in ("tau", "melanoma_bias", "temperature", "before", "after")}))
-    ckpt = checkpoint.load(path)
-    prepared = PreparedDataset.open(ckpt["data"]["name"])
-    if prepared.fingerprint != ckpt["data"]["fingerprint"]:
-        raise SystemExit(f"{prepared.root}: changed since the run trained on it")
-    result = scoring.evaluate_checkpoint(path, ci=True, bootstrap=args.bootstrap)
-    report = result["metrics"]
+        if family:
+            print(json.dumps(fit_operating_point(target, args.melanoma_sensitivity)))
+        else:
+            record = refit_operating_point(paths[0], args.melanoma_sensitivity)
+            print(json.dumps({k: record[k] for k in ("tau", "melanoma_bias", "temperature", "before", "after")}))
+    ckpts = [checkpoint.load(p) for p in paths]
+    for ckpt in ckpts:
+        prepared = PreparedDataset.open(ckpt["data"]["name"])
+        if prepared.fingerprint != ckpt["data"]["fingerprint"]:
+            raise SystemExit(f"{prepared.root}: changed since the run trained on it")
+    predictor = load_model(target)
+    report = scoring.score(predictor, ci=True, bootstrap=args.bootstrap)["metrics"]
     test = {k: round(float(report[k]), 4) for k in KEPT} | {"images": int(report["images"])}
     test["ci95"] = {k: [round(v[0], 4), round(v[1], 4)] for k, v in report["ci95"].items()}
 
-    predictor = Predictor.load(path)
     images = scoring.held_out(predictor).images
-    fp32_state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    fp16_state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    differ_fp16 = top_class_disagreements(predictor, images, fp16_state)
+    differ_fp16 = top_class_disagreements(predictor, images, [cast(c["state_dict"], torch.float16) for c in ckpts])
     # The precision this machine would choose for batches against plain fp32, one image at a time.
     batch = predictor.probabilities(images).argmax(1)
     single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(len(images))]).argmax(1)
     differ_precision = int((batch != single).sum())
+    dtype = torch.float16 if differ_fp16 == 0 else torch.float32
+    member = predictor.members[0] if isinstance(predictor, Ensemble) else predictor
 
-    bundle = {k: v for k, v in ckpt.items() if k in (
-        "format_version", "hamcli_version", "classes", "epoch", "metrics", "arch", "preprocess", "postprocess",
-        "calibration", "config", "precision", "started_from", "weights")}
-    bundle["state_dict"] = fp16_state if differ_fp16 == 0 else fp32_state
-    bundle["data"] = {**ckpt["data"], "name": "ham10000-dev"}
+    shared = ("format_version", "hamcli_version", "classes", "arch", "preprocess", "precision", "started_from",
+              "weights")
+    own = ("epoch", "metrics", "postprocess", "calibration", "config")
+    bundle = {k: v for k, v in ckpts[0].items() if k in shared}
+    seen = sorted({i for c in ckpts for i in c["data"]["seen_image_ids"]})
+    bundle["data"] = {**ckpts[0]["data"], "name": "ham10000-dev", "seen_image_ids": seen}
+    if family:
+        info = json.loads((target / "family.json").read_text())
+        bundle["members"] = [{"member": p.parent.name, "state_dict": cast(c["state_dict"], dtype),
+                              **{k: c[k] for k in own if k in c}} for p, c in zip(paths, ckpts, strict=True)]
+        bundle["postprocess"] = info.get("postprocess", {})
+        bundle["calibration"] = info.get("calibration", {})
+        bundle["config"] = {**ckpts[0]["config"], "fold": None, "all_folds": len(paths),
+                            "melanoma_sensitivity": bundle["calibration"].get("melanoma_sensitivity_target", 0.0)}
+    else:
+        bundle |= {k: ckpts[0][k] for k in own if k in ckpts[0]}
+        bundle["state_dict"] = cast(ckpts[0]["state_dict"], dtype)
     bundle["bundle"] = {
-        "licence": LICENCE, "run": path.parent.name,
+        "licence": LICENCE, "run": target.name if family else paths[0].parent.name,
+        "members": len(paths),
         "test_split": f"lesion-grouped 15% of hamcli's HAM10000 dev subset ({test['images']} images, none of "
                       "whose lesions were trained or validated on)",
         "test": test, "weights_dtype": "fp16" if differ_fp16 == 0 else "fp32",
         "fp16_top_class_differences": differ_fp16,
-        "batch_precision": predictor.batch_precision(64).reason,
+        "batch_precision": member.batch_precision(64).reason,
         "batch_vs_single_top_class_differences": differ_precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
-    report_file = Path(__file__).parents[1] / "bench" / "results" / "bundled-model.json"
-    full = card_figures(path, args.bootstrap)
-    fsio.write_json(report_file, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
-                                  "seen": len(ckpt["data"]["seen_image_ids"]), **bundle["bundle"], **full})
+    full = card_figures(target, args.bootstrap, family)
+    fsio.write_json(args.results, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
+                                  "seen": len(seen), **bundle["bundle"], **full})
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, **bundle["bundle"]}, indent=2))
 
 
-def card_figures(path: Path, bootstrap: int) -> dict:
-    """Everything the model card quotes: test and validation, plain and with TTA, per class, calibration
-    with and without the fitted temperature."""
+def card_figures(target: Path, bootstrap: int, family: bool) -> dict:
+    """Everything the model card quotes: test (and for one run validation), plain and with TTA, per class,
+    calibration with and without the fitted temperature. A family's validation figures are its
+    out-of-fold record (family.json), since no image is outside every member's training."""
     import subprocess
     import time
 
+    from hamcli.evaluation.metrics import expected_calibration_error
     from hamcli.inference.postprocess import Postprocess
 
     figures: dict = {}
-    for split in ("test", "val"):
+    predictor = load_model(target)
+    for split in ("test",) if family else ("test", "val"):
         for tta in (False, True):
-            r = scoring.evaluate_checkpoint(path, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
+            r = scoring.score(predictor, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
             figures[f"{split}{'_tta' if tta else ''}"] = {k: v for k, v in r.items() if k != "confusion_matrix"} | {
                 "confusion_matrix": r["confusion_matrix"]}
-    predictor = Predictor.load(path)
-    post = predictor.post
-    images = scoring.held_out(predictor).images
-    y = scoring.held_out(predictor).y_true
-    from hamcli.evaluation.metrics import expected_calibration_error
-
-    fitted = predictor.probabilities(images)
-    predictor.post = Postprocess(1.0, post.tau, post.log_prior, post.bias)
-    untempered = predictor.probabilities(images)
-    figures["test_calibration"] = {"temperature": post.temperature, "prior_shift_tau": post.tau,
-                                   "ece_without_temperature": expected_calibration_error(y, untempered),
-                                   "ece_with_temperature": expected_calibration_error(y, fitted)}
+    if family:
+        figures["out_of_fold"] = json.loads((target / "family.json").read_text()).get("calibration", {})
+        figures["members_val"] = [validation_score(m) for m in predictor.members]
+    held = scoring.held_out(predictor)
+    fitted = predictor.probabilities(held.images)
+    members = predictor.members if family else [predictor]
+    temperatures = [m.post.temperature for m in members]
+    for m in members:
+        m.post = Postprocess(1.0, m.post.tau, m.post.log_prior, m.post.bias)
+    untempered = predictor.probabilities(held.images)
+    figures["test_calibration"] = {"temperature": float(np.mean(temperatures)), "temperatures": temperatures,
+                                   "prior_shift_tau": members[0].post.tau,
+                                   "ece_without_temperature": expected_calibration_error(held.y_true, untempered),
+                                   "ece_with_temperature": expected_calibration_error(held.y_true, fitted)}
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     figures["cpu"] = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
                            if line.startswith("Model name")), "?")

@@ -244,7 +244,7 @@ def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path
     assert "ensemble of 2 folds" in table and "±" in table and "fold1" in table, table
     assert runner.invoke(app, ["predict", str(image), "-f", "json"]).exit_code == 0
     cam = runner.invoke(app, ["gradcam", str(image), "-o", str(tmp_path / "cam.png")])
-    assert cam.exit_code == 0 and "K-fold family: explaining fold" in cam.stderr
+    assert cam.exit_code == 0 and "ensemble of 2 models: explaining fold" in cam.stderr
 
 
 def test_evaluate_refuses_changed_prepared_dataset(trained_run):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -23,6 +27,7 @@ from hamcli.training.folds import train_folds
 from hamcli.training.sampling import class_weights, epoch_order
 
 cli = CliRunner()
+ROOT = Path(__file__).parents[1]
 FAST = dict(data="tiny", batch_size=8, precision="fp32", epochs=1)
 
 
@@ -355,3 +360,42 @@ def test_ctrl_c_in_a_real_process_exits_130_and_says_what_was_saved(prepared_tin
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "--resume sigint" in lines[0] and "Traceback" not in err
     assert checkpoint.load(last)["epoch"] >= 1
+
+
+def test_family_operating_point_is_fitted_out_of_fold_and_bundles_as_one_file(prepared_tiny, tmp_path):
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.ensemble import Ensemble
+    from hamcli.inference.load import load_model
+    from hamcli.serve.onnx import export_onnx
+    from hamcli.training.calibrate import MELANOMA
+
+    family = train_folds(TrainConfig(arch="lenet", name="cv", max_batches=1, melanoma_sensitivity=1.0, **FAST))
+    info = json.loads((family / "family.json").read_text())
+    record = info["calibration"]
+    m = prepared_tiny.manifest
+    assert record["images"] == int((m["split"] != "test").sum())  # every training image, once
+    assert record["after"]["melanoma_sensitivity"] == 1.0 or record["melanoma_bias"] == 4.0
+    assert record["after"]["melanoma_sensitivity"] >= record["before"]["melanoma_sensitivity"]
+    for fold in ("fold0", "fold1"):  # the members leave the operating point to the family
+        assert json.loads((family / fold / "config.json").read_text())["melanoma_sensitivity"] == 0.0
+
+    ensemble = load_model("cv")
+    images = held_out(ensemble).images
+    mean = np.mean([member.probabilities(images) for member in ensemble.members], axis=0, dtype=np.float64)
+    z = np.log(mean)
+    z[:, MELANOMA] += record["melanoma_bias"]
+    want = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    np.testing.assert_allclose(ensemble.probabilities(images), want, atol=1e-6)
+
+    out, results = tmp_path / "one.pt", tmp_path / "bundled.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bundle_model.py"), "cv", "--out", str(out),
+                           "--results", str(results), "--bootstrap", "20"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = load_model(out)
+    assert isinstance(one, Ensemble) and len(one.members) == 2 and one.post == ensemble.post
+    tolerance = 2e-3 if json.loads(results.read_text())["weights_dtype"] == "fp16" else 1e-5
+    np.testing.assert_allclose(one.probabilities(images), ensemble.probabilities(images), atol=tolerance)
+    exported = export_onnx(str(out), tmp_path / "one.onnx")  # checked against torch before it is written
+    assert exported["max_abs_diff"] < 1e-4
+    np.testing.assert_allclose(load_model(tmp_path / "one.onnx").probabilities(images), one.probabilities(images),
+                               atol=1e-4)

@@ -51,9 +51,9 @@ def models(
 
 
 def _default(fmt: str) -> None:
-    from hamcli.inference.predictor import Predictor
+    from hamcli.inference.load import load_model
 
-    predictor = Predictor.load("bundled")
+    predictor = load_model("bundled", device="cpu")
     meta = predictor.ckpt_meta
     bundle = meta.get("bundle", {})
     info = {"path": str(predictor.card.path), "arch": predictor.card.arch,

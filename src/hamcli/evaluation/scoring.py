@@ -118,8 +118,8 @@ def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta:
 
 
 def evaluate_checkpoint(ref: str | Path, **kwargs) -> dict:
-    """Metrics for one run or checkpoint file."""
-    return score(Predictor.load(ref), **kwargs)
+    """Metrics for one run, checkpoint file or K-fold family (its ensemble only)."""
+    return score(load_model(ref), **kwargs)
 
 
 def evaluate(ref: str | Path | None = None, **kwargs) -> dict:

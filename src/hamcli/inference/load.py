@@ -1,12 +1,14 @@
-"""What a model reference loads as: one run's Predictor, or a K-fold family's Ensemble."""
+"""What a model reference loads as: one run's Predictor, or an Ensemble (a K-fold family, or a checkpoint
+file holding several members, as the bundled model may)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import hamcli.models.checkpoint as checkpoint
 from hamcli.inference.ensemble import Ensemble
 from hamcli.inference.predictor import Predictor
-from hamcli.runs import is_family, resolve_model
+from hamcli.runs import is_family, resolve_checkpoint, resolve_model
 
 
 def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor:
@@ -19,4 +21,11 @@ def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor
     path = resolve_model(ref)
     if path.is_dir() and is_family(path):
         return Ensemble.load_family(path, device)
-    return Predictor.load(path, device=device)
+    from hamcli.models.precision import keep_freed_memory
+
+    keep_freed_memory()
+    path = resolve_checkpoint(path)
+    ckpt = checkpoint.load(path)
+    if "members" in ckpt:
+        return Ensemble.from_checkpoint(ckpt, path, device)
+    return Predictor.from_checkpoint(ckpt, path, device)

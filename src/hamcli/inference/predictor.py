@@ -18,6 +18,7 @@ import numpy as np
 import hamcli.models.checkpoint as checkpoint
 from hamcli.classes import CLASS_NAMES
 from hamcli.data.preprocess import ImageReadError, decode_all
+from hamcli.errors import ModelError
 from hamcli.inference.postprocess import Postprocess
 from hamcli.models.precision import Precision
 from hamcli.runs import resolve_checkpoint
@@ -72,11 +73,21 @@ class Predictor:
 
     @classmethod
     def load(cls, ref: str | Path | None = None, device: str = "auto") -> Predictor:
-        from hamcli.models.precision import keep_freed_memory, resolve_device
+        from hamcli.models.precision import keep_freed_memory
 
         keep_freed_memory()
         path = resolve_checkpoint(ref)
         ckpt = checkpoint.load(path)
+        if "members" in ckpt:
+            raise ModelError(f"{path}: an ensemble of {len(ckpt['members'])} models; load it with "
+                             "hamcli.load_model")
+        return cls.from_checkpoint(ckpt, path, device)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, path: Path, device: str = "auto") -> Predictor:
+        """A Predictor from a checkpoint already read (and checked) by `hamcli.models.checkpoint.load`."""
+        from hamcli.models.precision import resolve_device
+
         card = checkpoint.CheckpointInfo.from_checkpoint(ckpt, path)
         dev = resolve_device(device)
         # On CUDA, mixed precision; on CPU, fp32 until a batch asks for the precision measured on this machine

@@ -98,7 +98,12 @@ def load(path: Path) -> dict:
                          f"({FORMAT_VERSION}); upgrade hamcli")
     if ckpt["arch"] not in MODELS:
         raise ModelError(f"{path}: architecture {ckpt['arch']!r} is not in this hamcli's zoo; upgrade hamcli")
-    if not isinstance(ckpt.get("state_dict"), dict):
+    members = ckpt.get("members")
+    if members is not None:  # an ensemble in one file: each member carries its own weights
+        if not isinstance(members, list) or not members or \
+                not all(isinstance(m, dict) and isinstance(m.get("state_dict"), dict) for m in members):
+            raise ModelError(f"{path}: its ensemble members are malformed; the file is damaged")
+    elif not isinstance(ckpt.get("state_dict"), dict):
         raise ModelError(f"{path}: checkpoint has no weights (state_dict); the file is damaged")
     if tuple(ckpt.get("classes", ())) != CLASS_CODES:
         raise ModelError(f"{path}: its classes {ckpt.get('classes')} differ from hamcli's {list(CLASS_CODES)}")

@@ -48,19 +48,25 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
     from hamcli.inference.load import load_model
 
     predictor = load_model(ref, device="cpu")
-    if isinstance(predictor, Ensemble):
-        raise UsageError(f"{predictor.family}: a K-fold family is several models; export one fold")
     if predictor.model is None:
         raise UsageError(f"{predictor.card.path}: already an ONNX model")
-    model, post = predictor.model.float().eval(), predictor.post
+    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
+    outer = predictor.post if isinstance(predictor, Ensemble) else None
 
     class WithPostprocess(torch.nn.Module):
+        """The probabilities `predictor.probabilities` gives: each member's after its own postprocess,
+        averaged, then an ensemble's operating point."""
+
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.models = torch.nn.ModuleList(m.model.float().eval() for m in members)
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
-            return post.apply(self.model(image)).softmax(1)
+            probs = [m.post.apply(model(image)).softmax(1) for m, model in zip(members, self.models, strict=True)]
+            if outer is None:
+                return probs[0]
+            mean = torch.stack(probs).mean(0)
+            return mean if outer.identity else outer.apply(mean.clamp_min(1e-12).log()).softmax(1)
 
     h, w = predictor.input_size
     images = _check_images(predictor, check_images)
@@ -81,7 +87,8 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
                 "classes": json.dumps(list(predictor.classes)),
                 "preprocess": json.dumps(predictor.preprocess.as_dict()),
                 "input": "image: float32 (N, 3, H, W), RGB scaled to [0, 1] then (x - mean) / std",
-                "output": "probabilities: float32 (N, classes), after the model's temperature and prior shift",
+                "output": "probabilities: float32 (N, classes), after the model's temperature and prior shift"
+                          + (f" (the average of {len(members)} models, then its operating point)" if outer else ""),
                 "source": str(predictor.card.path)}
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import hamcli.paths as paths
 import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
-from hamcli.runs import new_run_name, set_latest
+from hamcli.runs import family_members, new_run_name, resolve_checkpoint, set_latest
 from hamcli.training import distributed
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import Trainer, TrainEvents
@@ -36,8 +37,9 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
             family = Path(distributed.broadcast(str(family) if ctx.main else None, ctx))
             members, best = [], []
             for fold in range(k):
-                run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None), events,
-                                  run_dir=family / f"fold{fold}").run()
+                # The operating point is the family's, fitted below on every fold's validation rows.
+                run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None, melanoma_sensitivity=0.0),
+                                  events, run_dir=family / f"fold{fold}").run()
                 members.append(run_dir.name)
                 if ctx.main:
                     best.append(checkpoint.load(run_dir / "best.pt")["metrics"])
@@ -48,9 +50,53 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
                 fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
                                                          "data": prepared.name, "val": stats})
                 fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
+                if cfg.melanoma_sensitivity > 0:
+                    fit_operating_point(family, cfg.melanoma_sensitivity)
         if ctx.main:
             set_latest(paths.runs_dir() / name)
         distributed.barrier(ctx)
     finally:
         distributed.shutdown(ctx)
     return paths.runs_dir() / name
+
+
+def out_of_fold(family: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of every training image, each from the one member that validated on it
+    and so never learnt from it."""
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.predictor import Predictor
+
+    probs, labels = [], []
+    for member in family_members(family):
+        predictor = Predictor.load(resolve_checkpoint(member))
+        val = held_out(predictor, "val")
+        probs.append(predictor.probabilities(val.images))
+        labels.append(val.y_true)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def fit_operating_point(family: Path, target: float) -> dict:
+    """The family's melanoma operating point: the smallest offset to the melanoma logit of the averaged
+    prediction that reaches `target` sensitivity on the out-of-fold predictions. Recorded in family.json
+    (and so applied by every command that loads the family) with its effect on those predictions."""
+    from hamcli.evaluation.metrics import summary
+    from hamcli.inference.postprocess import Postprocess
+    from hamcli.training.calibrate import MELANOMA, choose_bias
+
+    probs, y = out_of_fold(family)
+    logits = np.log(np.clip(probs, 1e-12, 1.0))
+    bias = np.zeros(logits.shape[1])
+    bias[MELANOMA] = choose_bias(logits, y, target)
+    post = Postprocess(bias=tuple(float(b) for b in bias)) if bias.any() else Postprocess()
+
+    def figures(z: np.ndarray) -> dict:
+        pred = z.argmax(1)
+        return {**summary(y, pred), "melanoma_sensitivity": float((pred[y == MELANOMA] == MELANOMA).mean())
+                if (y == MELANOMA).any() else None}
+
+    record = {"fitted_on": "out-of-fold validation predictions (each image from the member that did not "
+                           "train on it)", "images": int(len(y)), "melanoma_sensitivity_target": target,
+              "melanoma_bias": float(bias[MELANOMA]), "before": figures(logits), "after": figures(logits + bias)}
+    info = json.loads((family / "family.json").read_text())
+    fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record})
+    return record
