@@ -399,3 +399,22 @@ def test_family_operating_point_is_fitted_out_of_fold_and_bundles_as_one_file(pr
     assert exported["max_abs_diff"] < 1e-4
     np.testing.assert_allclose(load_model(tmp_path / "one.onnx").probabilities(images), one.probabilities(images),
                                atol=1e-4)
+
+
+def test_refit_trains_on_training_and_validation_rows_and_reuses_the_postprocessing(trained_run):
+    result = cli.invoke(app, ["train", "--refit", "tiny-lenet", "--name", "refit", "--max-batches", "1"])
+    assert result.exit_code == 0, result.output
+    assert "validation" in result.output and "none (a refit" in result.output
+    source, new = checkpoint.load(trained_run / "best.pt"), checkpoint.load(trained_run.parent / "refit" / "best.pt")
+    assert new["config"]["refit"] == "tiny-lenet" and new["config"]["early_stop"] == 0
+    assert new["epoch"] == json.loads((trained_run / "metrics.json").read_text())["epochs_run"]  # the last epoch
+    assert new["postprocess"] == source["postprocess"] and "tiny-lenet" in new["calibration"]["fitted_on"]
+    # It learnt from the source's training and validation rows alike.
+    assert sorted(new["data"]["seen_image_ids"]) == sorted(source["data"]["seen_image_ids"])
+    assert sum(new["data"]["train_counts"]) == len(new["data"]["seen_image_ids"]) > sum(source["data"]["train_counts"])
+    assert not any(key.startswith("val_") for key in new["history"][-1])
+
+    again = cli.invoke(app, ["train", "--refit", "refit"])
+    assert again.exit_code == 2 and "already a refit (of tiny-lenet)" in again.output, again.output
+    stop = cli.invoke(app, ["train", "--refit", "tiny-lenet", "--early-stop", "3"])
+    assert stop.exit_code == 2 and "--refit trains without validation rows" in stop.output, stop.output

@@ -62,6 +62,10 @@ class _Progress(TrainEvents):
             star = " *" if r["best_epoch"] == r["epoch"] else ""
             ema = (f"  (EMA: acc {r['val_ema_accuracy']:.3f}  bal.acc {r['val_ema_balanced_accuracy']:.3f})"
                    if "val_ema_accuracy" in r else "")
+            if "val_loss" not in r:  # a refit: no validation rows
+                render.info(f"epoch {r['epoch']:>3}  train loss {r['train_loss']:.3f}  train acc "
+                            f"{r['train_accuracy']:.3f}  {r['images_per_s']:.0f} img/s")
+                return
             render.info(f"epoch {r['epoch']:>3}  loss {r['train_loss']:.3f}/{r['val_loss']:.3f}  "
                         f"acc {r['val_accuracy']:.3f}  bal.acc {r['val_balanced_accuracy']:.3f}  "
                         f"F1 {r['val_macro_f1']:.3f}{ema}  {r['images_per_s']:.0f} img/s{star}")
@@ -122,6 +126,10 @@ def train(
                                                                   "measures on this machine.")),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: ARCH-TIMESTAMP)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN, exactly."),
+    refit: Optional[str] = typer.Option(None, "--refit", help="Train the finished run RUN's recipe again on its "
+                                        "training and validation rows together, for as many epochs, keeping the "
+                                        "last and reusing RUN's fitted temperature, prior shift and operating "
+                                        "point (options given here override RUN's)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Train on N processes of this machine with "
                                 "torch.distributed (DDP), as `torchrun --nproc-per-node N` would; --batch-size is "
                                 "per process."),
@@ -163,6 +171,9 @@ def train(
     else:
         result = json.loads((run_dir / "metrics.json").read_text())
         values = {k: f"{v:.3f}" for k, v in result["best"].items() if isinstance(v, (int, float))}
+        if not values:  # a refit: no validation rows, so the training figures of its last epoch
+            last = json.loads((run_dir / "metrics.json").read_text())
+            values = {"epochs": str(last["epochs_run"]), "validation": "none (a refit; see --refit)"}
     if as_json or fmt == "json":
         render.print_json({"run": str(run_dir), **result})
         return
@@ -200,12 +211,20 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
 
     if recipe and config:
         raise UsageError("give --recipe or --config, not both")
+    refit = ctx.params.get("refit")
+    if refit and (recipe or config or ctx.params.get("all_folds")):
+        raise UsageError("--refit takes its options from the run it refits; give no --recipe, --config or "
+                         "--all-folds")
     given = {name for name in ctx.params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
     names = {f.name for f in fields(TrainConfig)}
     values = {k: (str(v) if k == "weights" and v is not None else v) for k, v in ctx.params.items()
               if k in names and k in given}
     source = book.load(recipe) if recipe else book.from_file(config) if config else None
     options = {**(source.train if source else {}), **values}
+    if refit:
+        from hamcli.training.runner import refit_options
+
+        return TrainConfig(**{**refit_options(refit), **values}), False
     folds = ctx.params["all_folds"] if "all_folds" in given else bool(source and source.all_folds)
     if source is not None and "data" not in options:
         with render.count_progress(f"preparing {source.data_name}", quiet) as progress:

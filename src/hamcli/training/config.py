@@ -61,6 +61,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; 0.999 typical)
     prior_shift: str = "none"  # none, auto (chosen on validation) or a number: logit adjustment towards rare classes
     melanoma_sensitivity: float = 0.0  # operating point: raise melanoma's logit until validation recall reaches it
+    refit: str | None = None  # a finished run: train on its training and validation rows, keep the last epoch
     device: str = "auto"
     precision: str = "auto"
     name: str | None = None
@@ -93,6 +94,9 @@ class TrainConfig:
             raise UsageError(f"--ema {self.ema}: a decay in [0, 1), e.g. 0.999 (0 turns it off)")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be at least 0 and below --epochs")
+        if self.refit and (self.early_stop or self.schedule == "plateau" or self.fold is not None):
+            raise UsageError("--refit trains without validation rows: it cannot use --early-stop, --schedule "
+                             "plateau or --fold")
         if self.warmup_epochs and self.schedule == "plateau":
             raise UsageError("--warmup-epochs works with --schedule cosine, onecycle or none, not plateau")
         if self.prior_shift not in ("none", "auto"):

@@ -62,7 +62,7 @@ class Trainer:
         self.dist = distributed.context()
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
-        self.data: TrainData = select(self.prepared, cfg.fold, cfg.seed)
+        self.data: TrainData = select(self.prepared, cfg.fold, cfg.seed, refit=bool(cfg.refit))
         self.spec = get_spec(cfg.arch)
         self.size = self.prepared.size
         self.preprocess = Preprocess(self.size, self.spec.mean, self.spec.std)
@@ -217,8 +217,11 @@ class Trainer:
         sign = MONITORS[cfg.monitor]
         st.epoch = epoch
         st.history.append(record)
-        raw_score = sign * record[f"val_{cfg.monitor}"]
-        score = sign * record[f"val_ema_{cfg.monitor}"] if self.ema else raw_score
+        if cfg.refit:  # no validation rows: the last epoch is the one kept
+            raw_score = score = float(epoch)
+        else:
+            raw_score = sign * record[f"val_{cfg.monitor}"]
+            score = sign * record[f"val_ema_{cfg.monitor}"] if self.ema else raw_score
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(sign * score)
         if self._better(score, st.best_score, st.best_epoch):
@@ -254,8 +257,9 @@ class Trainer:
         try:
             for epoch in range(st.epoch + 1, cfg.epochs + 1):
                 record = {"epoch": epoch, "lr": self.opt.param_groups[-1]["lr"], **self._train_epoch(epoch)}
-                record.update(self._validate(self.model, "val_"))
-                if self.ema is not None:
+                if len(self.data.val_idx):
+                    record.update(self._validate(self.model, "val_"))
+                if self.ema is not None and len(self.data.val_idx):
                     record.update(self._validate(self.ema.module, "val_ema_"))
                 self._end_epoch(epoch, record)
                 self.events.epoch_end({**record, "best_epoch": st.best_epoch})
@@ -302,6 +306,8 @@ class Trainer:
         from hamcli.training.calibrate import calibrate
 
         d, found = self.data, {}
+        if self.cfg.refit:
+            return self._inherit_calibration()
         if not len(d.val_idx) or not self.state.best_epoch:
             return None
         y = d.labels[torch.from_numpy(d.val_idx)].numpy()
@@ -319,6 +325,20 @@ class Trainer:
                                      melanoma_sensitivity=self.cfg.melanoma_sensitivity)
             checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
             found[name] = record
+        return found.get("best.pt")
+
+    def _inherit_calibration(self) -> dict | None:
+        """A refit has no validation rows of its own: it reuses the postprocessing fitted on its source run's."""
+        from hamcli.runs import resolve_run
+
+        source, found = resolve_run(self.cfg.refit), {}
+        for name in ("best.pt", "best_raw.pt"):
+            if (self.run_dir / name).exists() and (source / name).exists():
+                ckpt = checkpoint.load(source / name)
+                record = {**(ckpt.get("calibration") or {}),
+                          "fitted_on": f"the validation rows of {source.name} (a refit has none of its own)"}
+                checkpoint.update(self.run_dir / name, postprocess=ckpt.get("postprocess"), calibration=record)
+                found[name] = record
         return found.get("best.pt")
 
     def _write_reports(self) -> None:

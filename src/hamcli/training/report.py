@@ -37,7 +37,8 @@ def plot_curves(table: pd.DataFrame, target: Path) -> None:
     for ax, metric, title in zip(axes, ("loss", "accuracy", "balanced_accuracy"),
                                  ("loss", "accuracy", "balanced accuracy"), strict=True):
         ax.plot(table["epoch"], table[f"train_{metric}"], marker="o", label="train")
-        ax.plot(table["epoch"], table[f"val_{metric}"], marker="o", label="val")
+        if f"val_{metric}" in table:  # a refit has no validation rows
+            ax.plot(table["epoch"], table[f"val_{metric}"], marker="o", label="val")
         if f"val_ema_{metric}" in table:
             ax.plot(table["epoch"], table[f"val_ema_{metric}"], marker=".", label="val (EMA)")
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -54,6 +54,35 @@ def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
         distributed.shutdown(trainer.dist)
 
 
+def refit_options(run: str | Path) -> dict:
+    """The options of a finished run, for training its recipe again on its training and validation rows
+    together (scikit-learn's refit): as many epochs as it ran, no early stopping, and its name as `refit`."""
+    import json
+
+    from hamcli.runs import is_family, resolve_run
+
+    run_dir = resolve_run(run)
+    if is_family(run_dir):
+        raise UsageError(f"--refit {run}: a K-fold family; its members together already train on every "
+                         "training row. Refit a run trained with a validation carve-out or split")
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if not (run_dir / "best.pt").exists() or not (metrics.get("finished") or metrics.get("stopped_early")):
+        raise UsageError(f"--refit {run}: {run_dir} did not finish; refit a finished run")
+    ckpt = checkpoint.load(run_dir / "best.pt")
+    options = dict(ckpt["config"])
+    if options.get("refit"):
+        raise UsageError(f"--refit {run}: already a refit (of {options['refit']}); refit {options['refit']}")
+    if options.get("fold") is not None:
+        raise UsageError(f"--refit {run}: a single fold of a family; refit a run without --fold")
+    prepared = PreparedDataset.open(options["data"])
+    if prepared.fingerprint != ckpt["data"]["fingerprint"]:
+        raise UsageError(f"--refit {run}: prepared dataset {prepared.name!r} changed since {run_dir.name} trained on "
+                         "it; its validation rows would not be the ones its postprocessing was fitted on")
+    return {**options, "epochs": int(metrics["epochs_run"]), "early_stop": 0, "name": None, "overwrite": False,
+            "refit": run_dir.name}
+
+
 def resume(run: str | Path, events: TrainEvents | None = None) -> Path:
     """Continue an interrupted run from its last.pt (the state after its last completed epoch)."""
     from hamcli.runs import resolve_run

@@ -22,10 +22,14 @@ class TrainData:
     val_source: str
 
 
-def select(prepared: PreparedDataset, fold: int | None, seed: int) -> TrainData:
-    """Train/val rows (`data.splits.train_val_rows`), the labels, and the cache copied into memory."""
+def select(prepared: PreparedDataset, fold: int | None, seed: int, refit: bool = False) -> TrainData:
+    """Train/val rows (`data.splits.train_val_rows`), the labels, and the cache copied into memory. A refit
+    trains on both and validates on none."""
     m = prepared.manifest
     train_idx, val_idx, source = train_val_rows(m, fold, seed, prepared.name)
+    if refit:
+        train_idx, val_idx = np.sort(np.concatenate([train_idx, val_idx])), val_idx[:0]
+        source = f"none: a refit trains on the training rows and the {source} together"
     # Copy the memory-mapped cache into RAM once: every epoch reads every row.
     images = torch.from_numpy(np.array(prepared.images()))
     return TrainData(images, torch.from_numpy(encode(m["dx"])), train_idx, val_idx, source)
