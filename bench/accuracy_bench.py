@@ -42,6 +42,9 @@ RECIPES: dict[str, dict] = {
     # 5,174 out-of-fold predictions (the first time: `scripts/bundle_model.py FAMILY --melanoma-sensitivity S`)
     "lite0-square-8-k3": {"size": "150", "folds": 3, "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                                "--class-weight", "sqrt", *FINE, "--all-folds"]},
+    # the chosen recipe trained again on training + validation rows (5,174 images), keeping its last epoch
+    # and lite0-square-8's validation-fitted postprocessing: `hamcli train --refit`
+    "lite0-square-8-refit": {"size": "150", "refit": "lite0-square-8", "train": []},
     "lite0-frame-266-8": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                         "--class-weight", "sqrt", *FINE]},
     "lite0-frozen-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-backbone",
@@ -128,6 +131,8 @@ def main() -> None:
         if not (args.home / "data" / "prepared" / data).exists():  # one seed: the same split at every size
             hamcli(prepare, env)
         train = ["train", *recipe["train"], "--data", data, "--name", f"acc-{name}", "-q"]
+        if recipe.get("refit"):
+            train = ["train", "--refit", f"acc-{recipe['refit']}", "--name", f"acc-{name}", "-q"]
         start = time.perf_counter()
         if not args.score_only:
             hamcli(train, env)
@@ -149,7 +154,9 @@ def main() -> None:
         row["train_minutes"] = round(sum(float(h["train_seconds"].median()) * len(h) for h in histories) / 60, 1)
         row["epochs"] = len(histories[0])
         row["predict_images_per_s"] = predict_throughput(f"acc-{name}", args.home)
-        for split in ("test",) if folds else ("val", "test"):
+        if recipe.get("refit"):
+            row["refit_of"] = f"acc-{recipe['refit']}"
+        for split in ("test",) if folds or recipe.get("refit") else ("val", "test"):
             for tta in (False, True):
                 row[f"{split}{'_tta' if tta else ''}"] = scores(f"acc-{name}", env, split, tta, args.bootstrap)
         if folds:  # no image is outside every member's training: validation is the out-of-fold record
@@ -157,7 +164,7 @@ def main() -> None:
         args.results_file.parent.mkdir(parents=True, exist_ok=True)
         with open(args.results_file, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-        print(json.dumps({k: row[k] for k in ("recipe", "train_minutes", "val_tta", "test_tta")}), flush=True)
+        print(json.dumps({k: row.get(k) for k in ("recipe", "train_minutes", "val_tta", "test_tta")}), flush=True)
 
 
 if __name__ == "__main__":
