@@ -350,7 +350,10 @@ def test_ctrl_c_in_a_real_process_exits_130_and_says_what_was_saved(prepared_tin
     last = prepared_tiny.root.parent.parent / "runs" / "sigint" / "last.pt"
     proc = subprocess.Popen([sys.executable, "-m", "hamcli", "train", "--data", "tiny", "--epochs", "500",
                              "--batch-size", "8", "--precision", "fp32", "--name", "sigint", "-q"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell's background job starts with SIGINT ignored, and Python then keeps
+                            # it ignored: give the child the default disposition, as a terminal would
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Interrupt mid-training, once an epoch has been saved: a cold interpreter (a fresh CI virtualenv
     # compiling its bytecode) can take a minute to get there, so wait for the file, not a fixed time.
     deadline = time.monotonic() + 300
