@@ -2,13 +2,13 @@
 
     HAMCLI_HOME=/tmp/hamcli-accuracy python scripts/bundle_model.py acc-lite0-frame [--melanoma-sensitivity 0.65]
 
-A K-fold family (`hamcli train --all-folds`) is bundled as one file holding every fold's weights
-(`members`), used as their ensemble exactly as the family is. The bundled checkpoint is the run's
-best.pt (or the family's members) with its provenance added: the training data and the
-licence it inherits, the test-split figures measured here (with 95% bootstrap intervals by lesion),
-and the ids of every image the model was trained or validated on, so that `hamcli evaluate --data`
-leaves those out. Weights are stored in fp16 only if the fp16 copy predicts the same top class as
-the fp32 model on every test image; the script prints how many differ either way.
+A K-fold family (`hamcli train --all-folds`) or an ensemble of runs (`hamcli ensemble`) is bundled
+as one file holding every member's weights (`members`), used as their average as the family is. The
+bundled checkpoint is the run's best.pt (or the family's members) with its provenance added: the
+training data and the licence it inherits, the test-split figures measured here (with 95% bootstrap
+intervals by lesion), and the ids of every image the model was trained or validated on, so that
+`hamcli evaluate --data` leaves those out. Weights are stored in fp16 only if the fp16 copy predicts
+the same top class as the fp32 model on every test image; the script prints how many differ either way.
 
 `--melanoma-sensitivity S` first refits the run's postprocessing on its validation rows exactly as
 `hamcli train --melanoma-sensitivity S` does at the end of training (same function, same rows), for a
@@ -136,7 +136,8 @@ def main() -> None:
                               **{k: c[k] for k in own if k in c}} for p, c in zip(paths, ckpts, strict=True)]
         bundle["postprocess"] = info.get("postprocess", {})
         bundle["calibration"] = info.get("calibration", {})
-        bundle["config"] = {**ckpts[0]["config"], "fold": None, "all_folds": len(paths),
+        bundle["config"] = {**ckpts[0]["config"], "fold": None, "all_folds": info.get("folds"),
+                            "ensemble_of": info.get("ensemble_of"),
                             "melanoma_sensitivity": bundle["calibration"].get("melanoma_sensitivity_target", 0.0)}
     else:
         bundle |= {k: ckpts[0][k] for k in own if k in ckpts[0]}

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import hamcli.models.checkpoint as checkpoint
 import hamcli.models.weights as weights
 import hamcli.models.zoo as zoo
+import hamcli.paths as paths
 from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
 from hamcli.errors import ModelError, NotFoundError, UsageError
@@ -430,3 +431,45 @@ def test_refit_trains_on_training_and_validation_rows_and_reuses_the_postprocess
     assert again.exit_code == 2 and "already a refit (of tiny-lenet)" in again.output, again.output
     stop = cli.invoke(app, ["train", "--refit", "tiny-lenet", "--early-stop", "3"])
     assert stop.exit_code == 2 and "--refit trains without validation rows" in stop.output, stop.output
+
+
+def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_tiny, tmp_path):
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.ensemble import Ensemble, member_name
+    from hamcli.inference.load import load_model
+    from hamcli.training.calibrate import MELANOMA
+
+    for seed in (1, 2):
+        runner.train(TrainConfig(arch="lenet", name=f"seed{seed}", seed=seed, max_batches=1, **FAST))
+    train_folds(TrainConfig(arch="lenet", name="cv", max_batches=1, melanoma_sensitivity=1.0, **FAST))
+    bias = json.loads((paths.runs_dir() / "cv" / "family.json").read_text())["calibration"]["melanoma_bias"]
+
+    result = cli.invoke(app, ["ensemble", "seed1", "seed2", "--name", "seeds", "--operating-point-from", "cv"])
+    assert result.exit_code == 0, result.output
+    ensemble = load_model("seeds")
+    assert isinstance(ensemble, Ensemble) and [member_name(m) for m in ensemble.members] == ["seed1", "seed2"]
+    images = held_out(ensemble).images
+    z = np.log(np.mean([load_model(f"seed{s}").probabilities(images) for s in (1, 2)], axis=0, dtype=np.float64))
+    z[:, MELANOMA] += bias
+    np.testing.assert_allclose(ensemble.probabilities(images), np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-6)
+    info = cli.invoke(app, ["info", "--json"])
+    assert "ensemble of 2 runs" in info.output, info.output
+
+    # A later run of the same name does not change what the ensemble holds: members are pinned.
+    before = ensemble.probabilities(images)
+    runner.train(TrainConfig(arch="lenet", name="seed1", seed=7, overwrite=True, max_batches=1, **FAST))
+    np.testing.assert_allclose(load_model("seeds").probabilities(images), before, atol=1e-6)
+
+    out = tmp_path / "seeds.pt"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bundle_model.py"), "seeds", "--out", str(out),
+                           "--results", str(tmp_path / "r.json"), "--bootstrap", "20"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [member_name(m) for m in load_model(out).members] == ["seed1", "seed2"]
+
+    for args, words in ((["seed2"], "at least two different runs"), (["seed2", "seed2"], "at least two different"),
+                        (["seed2", "cv"], "cv: already an ensemble"),
+                        (["seed2", "seeds"], "already an ensemble"),
+                        (["seed2", "cv/fold0", "--operating-point-from", "seed2"], "not a K-fold family"),
+                        (["seed2", "cv/fold1", "--operating-point-from", "seeds"], "not a K-fold family")):
+        bad = cli.invoke(app, ["ensemble", *args, "--name", "bad"])
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, (args, bad.output)

@@ -100,8 +100,8 @@ def resolve_checkpoint(ref: str | Path | None) -> Path:
     if run.is_file():
         return run
     if is_family(run):
-        raise NotFoundError(f"{run} is a K-fold family: load it with hamcli.load_model (the ensemble of its "
-                            f"folds), or name one member, e.g. {family_members(run)[0]}")
+        raise NotFoundError(f"{run} is an ensemble: load it with hamcli.load_model (the average of its runs), "
+                            f"or name one member, e.g. {family_members(run)[0]}")
     for name in ("best.pt", "last.pt"):
         if (run / name).exists():
             return run / name

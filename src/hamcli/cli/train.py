@@ -234,5 +234,25 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
     return TrainConfig(**options), folds
 
 
+def ensemble(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Two or more finished runs of one input size, "
+                                     "e.g. one recipe trained with different --seed values."),
+    name: str = typer.Option(..., "--name", "-n", help="Name of the ensemble, used like a run name."),
+    operating_point_from: Optional[str] = typer.Option(
+        None, "--operating-point-from", metavar="FAMILY",
+        help="Use the melanoma operating point that this K-fold family fitted on its out-of-fold predictions "
+             "(train --all-folds --melanoma-sensitivity S): runs refitted on every row have none of their own."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run of that name."),
+) -> None:
+    """Use several finished runs as one model: predict, evaluate, export and gradcam take NAME and average
+    the runs' probabilities."""
+    from hamcli.training.folds import combine
+
+    family = combine(runs, name, operating_point_from, overwrite)
+    note = f", melanoma operating point from {operating_point_from}" if operating_point_from else ""
+    render.info(f"ensemble {family.name}: {len(runs)} runs ({', '.join(runs)}){note}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
+    app.command()(ensemble)

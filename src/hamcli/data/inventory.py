@@ -73,8 +73,10 @@ def _run_row(run: Path) -> dict | None:
     family = _json(run / "family.json")
     if family:
         score = family.get("val", {}).get("val_balanced_accuracy", {}).get("mean")
+        status = (f"ensemble of {len(family['ensemble_of'])} runs" if family.get("ensemble_of")
+                  else f"K-fold family of {family.get('folds', '?')}")
         return {"name": run.name, "arch": cfg.get("arch", "-"), "data": cfg.get("data") or "-",
-                "epochs": cfg.get("epochs", "-"), "status": f"K-fold family of {family.get('folds', '?')}",
+                "epochs": cfg.get("epochs", "-"), "status": status,
                 "val balanced acc": score}
     done = metrics.get("epochs_run")
     planned = cfg.get("epochs")

@@ -1,7 +1,8 @@
 """Several models used as one: the average of their probabilities, then an operating point of its own.
 
-`hamcli train --all-folds` leaves one run per fold; predict, evaluate and `hamcli.load_model` use the
-family as the ensemble of those runs, which is usually better than any one of them. The family's
+`hamcli train --all-folds` leaves one run per fold, and `hamcli ensemble` makes a family of finished runs
+(one recipe with several seeds, say); predict, evaluate and `hamcli.load_model` use a family as the
+ensemble of its runs, which is usually better than any one of them. The family's
 melanoma operating point (`--melanoma-sensitivity`) is fitted once, on out-of-fold predictions
 (`hamcli.training.folds.fit_operating_point`), and applied to the average. The bundled model can be
 such an ensemble stored in one file (a checkpoint with `members`). Grad-CAM needs one network's

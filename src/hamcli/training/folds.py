@@ -1,9 +1,12 @@
-"""K-fold training: one run per fold of a prepared dataset, and the family's mean and spread."""
+"""K-fold training: one run per fold of a prepared dataset, and the family's mean and spread; and
+families made of finished runs (`hamcli ensemble`), such as one recipe trained with several seeds."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import hamcli.paths as paths
 import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
-from hamcli.runs import family_members, new_run_name, resolve_checkpoint, set_latest
+from hamcli.runs import family_members, is_family, new_run_name, resolve_checkpoint, resolve_run, set_latest
 from hamcli.training import distributed
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import Trainer, TrainEvents
@@ -83,6 +86,10 @@ def fit_operating_point(family: Path, target: float) -> dict:
     from hamcli.inference.postprocess import Postprocess
     from hamcli.training.calibrate import MELANOMA, choose_bias
 
+    info = json.loads((family / "family.json").read_text())
+    if info.get("ensemble_of"):
+        raise UsageError(f"{family.name}: an ensemble of separate runs has no out-of-fold predictions to fit an "
+                         "operating point on; give `hamcli ensemble` --operating-point-from a K-fold family")
     probs, y = out_of_fold(family)
     logits = np.log(np.clip(probs, 1e-12, 1.0))
     bias = np.zeros(logits.shape[1])
@@ -97,6 +104,54 @@ def fit_operating_point(family: Path, target: float) -> dict:
     record = {"fitted_on": "out-of-fold validation predictions (each image from the member that did not "
                            "train on it)", "images": int(len(y)), "melanoma_sensitivity_target": target,
               "melanoma_bias": float(bias[MELANOMA]), "before": figures(logits), "after": figures(logits + bias)}
-    info = json.loads((family / "family.json").read_text())
     fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record})
     return record
+
+
+def combine(runs: list[str], name: str, operating_point_from: str | None = None, overwrite: bool = False) -> Path:
+    """A family whose members are finished runs, so that predict, evaluate, export and bundle_model use their
+    average. Each member's best.pt is hard-linked (else copied) into the family, so that training a run
+    of the same name again later does not change the ensemble. Runs refitted on every row (`--refit`)
+    have no held-out rows left to fit an operating point on: `operating_point_from` copies the one a K-fold
+    family of the same recipe fitted on its out-of-fold predictions (`fit_operating_point`)."""
+    from hamcli.inference.ensemble import Ensemble
+    from hamcli.inference.predictor import Predictor
+
+    dirs = [resolve_run(r) for r in runs]
+    names = [d.name for d in dirs]
+    if len({d.resolve() for d in dirs}) < 2:
+        raise UsageError("hamcli ensemble: name at least two different runs")
+    if len(set(names)) < len(names):
+        raise UsageError(f"hamcli ensemble: two runs are both named {max(names, key=names.count)!r}; an "
+                         "ensemble's members need names of their own")
+    for run, run_dir in zip(runs, dirs, strict=True):
+        if is_family(run_dir):
+            raise UsageError(f"{run}: already an ensemble (of {len(family_members(run_dir))}); name its runs instead")
+    checkpoints = [resolve_checkpoint(d) for d in dirs]
+    members = [Predictor.load(c) for c in checkpoints]
+    Ensemble(members, Path(name))  # refuses members trained with different inputs
+    record: dict = {}
+    if operating_point_from is not None:
+        source = resolve_run(operating_point_from)
+        record = json.loads((source / "family.json").read_text()) if is_family(source) else {}
+        if not record.get("postprocess") or record.get("ensemble_of"):
+            raise UsageError(f"--operating-point-from {operating_point_from}: not a K-fold family with a fitted "
+                             "operating point; train one with `hamcli train --all-folds --melanoma-sensitivity S`")
+        record = {"postprocess": record["postprocess"],
+                  "calibration": {**record.get("calibration", {}), "copied_from": source.name}}
+    first = members[0].ckpt_meta["config"]
+    with slots.replace(paths.runs_dir(), name, "run", overwrite) as family:
+        for member, ckpt in zip(names, checkpoints, strict=True):
+            (family / member).mkdir()
+            try:
+                os.link(ckpt, family / member / "best.pt")
+            except OSError:  # another file system, or no hard links: a copy
+                shutil.copy2(ckpt, family / member / "best.pt")
+            for record_file in ("metrics.json", "config.json"):
+                if (ckpt.parent / record_file).exists():
+                    shutil.copy2(ckpt.parent / record_file, family / member / record_file)
+        fsio.write_json(family / "family.json", {"members": names, "ensemble_of": runs, "folds": None,
+                                                 "arch": first["arch"], "data": first.get("data"), "val": {}, **record})
+        fsio.write_json(family / "config.json", {**first, "name": name, "ensemble_of": runs})
+    set_latest(paths.runs_dir() / name)
+    return paths.runs_dir() / name
