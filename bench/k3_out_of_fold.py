@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hamcli.evaluation.metrics import summary
+from hamcli.evaluation.metrics import with_melanoma
 from hamcli.evaluation.scoring import held_out
 from hamcli.inference.predictor import Predictor
 from hamcli.runs import family_members, resolve_checkpoint, resolve_model
@@ -25,10 +25,9 @@ from hamcli.training.calibrate import MELANOMA
 
 
 def figures(probs: np.ndarray, y: np.ndarray) -> dict:
-    s = summary(y, probs.argmax(1))
-    return {"accuracy": round(s["accuracy"], 4), "balanced_accuracy": round(s["balanced_accuracy"], 4),
-            "melanoma_sensitivity": round(float((probs.argmax(1)[y == MELANOMA] == MELANOMA).mean()), 4),
-            "images": int(len(y))}
+    s = with_melanoma(y, probs.argmax(1))
+    return {k: round(s[k], 4) for k in ("accuracy", "balanced_accuracy", "melanoma_sensitivity")} | {
+        "images": int(len(y))}
 
 
 def main() -> None:

@@ -25,6 +25,14 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def with_melanoma(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    """`summary` and melanoma sensitivity (None where no case is melanoma): what an operating point trades."""
+    mel = CLASS_INDEX["mel"]
+    cases = y_true == mel
+    return {**summary(y_true, y_pred),
+            "melanoma_sensitivity": float((y_pred[cases] == mel).mean()) if cases.any() else None}
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
     """ECE of the top-class confidence, equal-width bins.
 

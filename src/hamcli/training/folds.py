@@ -82,7 +82,7 @@ def fit_operating_point(family: Path, target: float) -> dict:
     """The family's melanoma operating point: the smallest offset to the melanoma logit of the averaged
     prediction that reaches `target` sensitivity on the out-of-fold predictions. Recorded in family.json
     (and so applied by every command that loads the family) with its effect on those predictions."""
-    from hamcli.evaluation.metrics import summary
+    from hamcli.evaluation.metrics import with_melanoma
     from hamcli.inference.postprocess import Postprocess
     from hamcli.training.calibrate import MELANOMA, choose_bias
 
@@ -95,15 +95,10 @@ def fit_operating_point(family: Path, target: float) -> dict:
     bias = np.zeros(logits.shape[1])
     bias[MELANOMA] = choose_bias(logits, y, target)
     post = Postprocess(bias=tuple(float(b) for b in bias)) if bias.any() else Postprocess()
-
-    def figures(z: np.ndarray) -> dict:
-        pred = z.argmax(1)
-        return {**summary(y, pred), "melanoma_sensitivity": float((pred[y == MELANOMA] == MELANOMA).mean())
-                if (y == MELANOMA).any() else None}
-
     record = {"fitted_on": "out-of-fold validation predictions (each image from the member that did not "
                            "train on it)", "images": int(len(y)), "melanoma_sensitivity_target": target,
-              "melanoma_bias": float(bias[MELANOMA]), "before": figures(logits), "after": figures(logits + bias)}
+              "melanoma_bias": float(bias[MELANOMA]), "before": with_melanoma(y, logits.argmax(1)),
+              "after": with_melanoma(y, (logits + bias).argmax(1))}
     fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record})
     return record
 
