@@ -45,6 +45,13 @@ RECIPES: dict[str, dict] = {
     # the chosen recipe trained again on training + validation rows (5,174 images), keeping its last epoch
     # and lite0-square-8's validation-fitted postprocessing: `hamcli train --refit`
     "lite0-square-8-refit": {"size": "150", "refit": "lite0-square-8", "train": []},
+    # two more refits with other seeds, and the three used as one model (`hamcli ensemble`) with the melanoma
+    # offset lite0-square-8-k3 fitted on its out-of-fold predictions (target 0.60, as rule 1 chose)
+    "lite0-square-8-refit-s1": {"size": "150", "refit": "lite0-square-8", "train": ["--seed", "1"]},
+    "lite0-square-8-refit-s2": {"size": "150", "refit": "lite0-square-8", "train": ["--seed", "2"]},
+    "lite0-square-8-refit-x3": {"size": "150", "ensemble": ["lite0-square-8-refit", "lite0-square-8-refit-s1",
+                                                            "lite0-square-8-refit-s2"],
+                                "operating_point_from": "lite0-square-8-k3", "train": []},
     "lite0-frame-266-8": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                         "--class-weight", "sqrt", *FINE]},
     "lite0-frozen-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-backbone",
@@ -93,6 +100,17 @@ def scores(run: str, env: dict, split: str, tta: bool, bootstrap: int) -> dict:
     return out
 
 
+def plain_scores(run: str, home: Path, bootstrap: int) -> dict:
+    """Test figures of an ensemble's average without its own operating point (the members' own kept)."""
+    code = (f"import json, hamcli; from hamcli.evaluation.scoring import score; "
+            f"from hamcli.inference.postprocess import Postprocess; p = hamcli.load_model({run!r}); "
+            f"p.post = Postprocess(); m = score(p, ci=True, bootstrap={bootstrap})['metrics']; "
+            f"print(json.dumps({{k: round(float(m[k]), 4) for k in {KEPT!r}}} | {{'ci95': m['ci95']}}))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def predict_throughput(run: str, home: Path) -> float:
     """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded)."""
     code = (f"import time, hamcli; from hamcli.evaluation.scoring import held_out; p = hamcli.load_model({run!r}); "
@@ -132,13 +150,19 @@ def main() -> None:
             hamcli(prepare, env)
         train = ["train", *recipe["train"], "--data", data, "--name", f"acc-{name}", "-q"]
         if recipe.get("refit"):
-            train = ["train", "--refit", f"acc-{recipe['refit']}", "--name", f"acc-{name}", "-q"]
+            train = ["train", "--refit", f"acc-{recipe['refit']}", *recipe["train"], "--name", f"acc-{name}", "-q"]
+        ensemble = recipe.get("ensemble", [])
+        if ensemble:
+            train = ["ensemble", *[f"acc-{m}" for m in ensemble], "--name", f"acc-{name}", "--operating-point-from",
+                     f"acc-{recipe['operating_point_from']}", "--overwrite"]
         start = time.perf_counter()
         if not args.score_only:
             hamcli(train, env)
         wall = (time.perf_counter() - start) / 60
         run_dir = args.home / "data" / "runs" / f"acc-{name}"
-        members = [run_dir / f"fold{k}" for k in range(folds)] if folds else [run_dir]
+        members = ([run_dir / f"fold{k}" for k in range(folds)] if folds else
+                   [run_dir / f"acc-{m}" for m in ensemble] if ensemble else [run_dir])
+        folds = folds or len(ensemble)  # an ensemble is scored like a family
         metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
         row = {"recipe": name, "prepare": "hamcli " + " ".join(prepare), "train": "hamcli " + " ".join(train),
                "wall_minutes": None if args.score_only else round(wall, 1),
@@ -161,6 +185,8 @@ def main() -> None:
                 row[f"{split}{'_tta' if tta else ''}"] = scores(f"acc-{name}", env, split, tta, args.bootstrap)
         if folds:  # no image is outside every member's training: validation is the out-of-fold record
             row["val"] = {**json.loads((run_dir / "family.json").read_text()).get("calibration", {})}
+        if ensemble:  # for information only: the average without the copied operating point
+            row["test_without_operating_point"] = plain_scores(f"acc-{name}", args.home, args.bootstrap)
         args.results_file.parent.mkdir(parents=True, exist_ok=True)
         with open(args.results_file, "a") as fh:
             fh.write(json.dumps(row) + "\n")

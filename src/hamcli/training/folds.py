@@ -142,7 +142,7 @@ def combine(runs: list[str], name: str, operating_point_from: str | None = None,
                 os.link(ckpt, family / member / "best.pt")
             except OSError:  # another file system, or no hard links: a copy
                 shutil.copy2(ckpt, family / member / "best.pt")
-            for record_file in ("metrics.json", "config.json"):
+            for record_file in ("metrics.json", "config.json", "history.csv"):
                 if (ckpt.parent / record_file).exists():
                     shutil.copy2(ckpt.parent / record_file, family / member / record_file)
         fsio.write_json(family / "family.json", {"members": names, "ensemble_of": runs, "folds": None,
