@@ -235,7 +235,7 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
 
 
 def ensemble(
-    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Two or more finished runs of one input size, "
+    runs: list[str] = typer.Argument(..., metavar="RUN", help="Two or more finished runs of one input size, "
                                      "e.g. one recipe trained with different --seed values."),
     name: str = typer.Option(..., "--name", "-n", help="Name of the ensemble, used like a run name."),
     operating_point_from: Optional[str] = typer.Option(
