@@ -231,6 +231,10 @@ def figures_and_limits(r: dict) -> str:
     n_df, n_vasc = test["per_class"]["df"]["support"], test["per_class"]["vasc"]["support"]
     temperature = (f"T = {cal['temperature']:.3f}" if len(cal.get("temperatures", [0])) == 1 else
                    "each member's T, " + ", ".join(f"{t:.3f}" for t in cal["temperatures"]))
+    temperature_note = ("The temperature never changes the predicted class." if len(cal.get("temperatures", [0])) == 1
+                        else "Each member's temperature acts before the average, so it can change the "
+                             "ensemble's top class; no temperature is fitted for the average itself, which is "
+                             "why the ensemble is less well calibrated than one model.")
     return f"""## Figures on held-out lesions
 
 95 % intervals from 1,000 bootstrap resamples of whole lesions. Goals set for it: accuracy ≥ 0.80,
@@ -255,8 +259,7 @@ At the operating point it ships with, melanoma sensitivity is {test['melanoma_se
 ### Calibration
 
 Expected calibration error (15 bins) on test: {cal['ece_without_temperature']:.3f} without the temperature,
-**{cal['ece_with_temperature']:.3f}** with it ({temperature}, fitted on validation). The
-temperature never changes the predicted class.
+**{cal['ece_with_temperature']:.3f}** with it ({temperature}, fitted on validation). {temperature_note}
 
 ## Storage and precision
 
