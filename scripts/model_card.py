@@ -233,8 +233,7 @@ def figures_and_limits(r: dict) -> str:
                    "each member's T, " + ", ".join(f"{t:.3f}" for t in cal["temperatures"]))
     temperature_note = ("The temperature never changes the predicted class." if len(cal.get("temperatures", [0])) == 1
                         else "Each member's temperature acts before the average, so it can change the "
-                             "ensemble's top class; no temperature is fitted for the average itself (the refits "
-                             "have no held-out rows to fit one on).")
+                             "ensemble's top class; no temperature is fitted for the average itself.")
     return f"""## Figures on held-out lesions
 
 95 % intervals from 1,000 bootstrap resamples of whole lesions. Goals set for it: accuracy ≥ 0.80,
