@@ -1,6 +1,7 @@
 """What each seed recipe scores as its project ran it (split by image) and when lesions cannot leak.
 
     python bench/recipes_bench.py [--data ../shared/ham10000-dev] [--recipes small-cnn-64 lenet-90-10 hmnist-cnn]
+                                  [--fold K]   # one fold of a K-fold recipe, when all of them will not fit
 
 For every recipe, twice, exactly as a user would type it:
   * as the project did:  hamcli train --recipe NAME                       (its own split, by image)
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=["small-cnn-64", "lenet-90-10", "hmnist-cnn",
                                                          "mobilenet-transfer", "resnet18-finetune"])
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--fold", type=int, default=None,
+                        help="train only this fold of a recipe that trains every fold (hamcli train --fold K)")
     args = parser.parse_args()
     env = {**os.environ, "HAMCLI_HOME": str(args.home)}
     if not (args.home / "data" / "datasets" / "ham10000").exists():
@@ -67,7 +70,8 @@ def main() -> None:
             hamcli(["download", "--from", str(csv), "--name", "hmnist"], env).check_returncode()
         for kind in ("image", "lesion"):
             run = f"{name}-by-{kind}"
-            train = ["train", "--recipe", name, "--name", run, "-q", "--overwrite"]
+            train = ["train", "--recipe", name, "--name", run, "-q", "--overwrite",
+                     *(["--fold", str(args.fold)] if args.fold is not None else [])]
             prepare = None
             if kind == "lesion":
                 prepare = ["prepare", "--recipe", name, "--group-by", "lesion", "--name", run, "--overwrite", "-q"]

@@ -66,6 +66,10 @@ def test_the_hmnist_recipe_runs_on_a_csv_exported_by_prepare(prepared_tiny, tmp_
     _ok(["download", "--from", str(csv), "--name", "hmnist"])
     folds = json.loads(_ok(["train", "--recipe", "hmnist-cnn", *SHORT, "--name", "hm", "--format", "json"]))
     assert folds["folds"] == 5 and len(folds["members"]) == 5
+    one = json.loads(_ok(["train", "--recipe", "hmnist-cnn", *SHORT, "--fold", "3", "--name", "hm3", "-f", "json"]))
+    assert "members" not in one and json.loads(open(f"{one['run']}/config.json").read())["fold"] == 3
+    both = runner.invoke(app, ["train", "--recipe", "hmnist-cnn", "--fold", "3", "--all-folds"])
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_config_file_flags_override_and_the_run_records_options_that_repeat_it(prepared_tiny, tmp_path):

@@ -226,6 +226,10 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
 
         return TrainConfig(**{**refit_options(refit), **values}), False
     folds = ctx.params["all_folds"] if "all_folds" in given else bool(source and source.all_folds)
+    if ctx.params.get("fold") is not None:  # one fold of a recipe that trains them all
+        if "all_folds" in given and folds:
+            raise UsageError("give --fold K (one fold) or --all-folds (every fold), not both")
+        folds = False
     if source is not None and "data" not in options:
         with render.count_progress(f"preparing {source.data_name}", quiet) as progress:
             options["data"], fresh = book.prepared_for(source, progress)
