@@ -452,6 +452,7 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     z = np.log(np.mean([load_model(f"seed{s}").probabilities(images) for s in (1, 2)], axis=0, dtype=np.float64))
     z[:, MELANOMA] += bias
     np.testing.assert_allclose(ensemble.probabilities(images), np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-6)
+    assert ensemble.batch_precision(8) is ensemble.members[0].batch_precision(8)
     info = cli.invoke(app, ["info", "--json"])
     assert "ensemble of 2 runs" in info.output, info.output
 

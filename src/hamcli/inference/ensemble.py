@@ -20,6 +20,7 @@ import numpy as np
 from hamcli.errors import ModelError
 from hamcli.inference.postprocess import Postprocess
 from hamcli.inference.predictor import Predictor
+from hamcli.models.precision import Precision
 from hamcli.runs import family_members, resolve_checkpoint
 
 
@@ -65,6 +66,10 @@ class Ensemble(Predictor):
         z = self.post.apply(np.log(np.clip(mean, 1e-12, 1.0)))
         z = np.exp(z - z.max(1, keepdims=True))
         return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+    def batch_precision(self, batch_size: int = 64) -> Precision:
+        """The members share an architecture and input size, so the first one's measured choice holds."""
+        return self.members[0].batch_precision(batch_size)
 
     def best_member(self) -> tuple[Predictor, str]:
         """The member with the best validation balanced accuracy, and a line saying so."""
