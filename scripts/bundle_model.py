@@ -174,9 +174,10 @@ def card_figures(target: Path, bootstrap: int, family: bool) -> dict:
     refit = None if family else predictor.ckpt_meta["config"].get("refit")
     if refit:  # no validation rows of its own: those of the run it refits, which chose epochs and postprocessing
         figures["refit_of"] = refit
+    source = load_model(refit) if refit else predictor
     for split in ("test",) if family else ("test", "val"):
         for tta in (False, True):
-            scored = load_model(refit) if refit and split == "val" else predictor
+            scored = source if split == "val" else predictor
             r = scoring.score(scored, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
             figures[f"{split}{'_tta' if tta else ''}"] = {k: v for k, v in r.items() if k != "confusion_matrix"} | {
                 "confusion_matrix": r["confusion_matrix"]}

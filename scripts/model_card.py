@@ -56,6 +56,11 @@ def headline(r: dict) -> str:
     return "\n".join(rows)
 
 
+def parameters(state: dict) -> int:
+    """Trainable-sized weights of a state dict: floating tensors, less batch-norm running statistics."""
+    return sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running" not in k)
+
+
 def verdict(m: dict) -> str:
     goals = (("accuracy", 0.80), ("balanced_accuracy", 0.68), ("melanoma_sensitivity", 0.60))
     return ", ".join(f"{k.replace('_', ' ')} {m[k]:.3f} {'**met**' if m[k] >= goal else '**not met**'}"
@@ -107,7 +112,7 @@ def main() -> None:
     size, box = f"{width}x{height}", "a square" if width == height else f"{width}:{height}"
     test, cal, calib = r["test"], r["test_calibration"], ckpt.get("calibration", {})
     n, bias, target = test["images"], calib.get("melanoma_bias", 0.0), calib.get("melanoma_sensitivity_target", 0.0)
-    params = sum(v.numel() for k, v in ckpt["state_dict"].items() if v.is_floating_point() and "running" not in k)
+    params = parameters(ckpt["state_dict"])
     tau = calib.get("tau", 0.0)
     steps = [f"a prior shift (tau {tau}: logits minus {tau} x log class frequency)"] if tau else []
     if target and bias:
@@ -293,8 +298,7 @@ def ensemble_card(r: dict, ckpt: dict) -> str:
     bench = next(row for row in runs if row["recipe"] == r["run"].removeprefix("acc-"))
     height, width = ckpt["preprocess"]["size"]
     size, box = f"{width}x{height}", "a square" if width == height else f"{width}:{height}"
-    params = sum(v.numel() for key, v in members[0]["state_dict"].items() if v.is_floating_point() and
-                 "running" not in key)
+    params = parameters(members[0]["state_dict"])
     taus = sorted({m["calibration"]["tau"] for m in members})
     temps = ", ".join(f"{t:.3f}" for t in r["test_calibration"]["temperatures"])
     bias, target = calib["melanoma_bias"], calib["melanoma_sensitivity_target"]
@@ -353,8 +357,7 @@ def refit_ensemble_card(r: dict, ckpt: dict) -> str:
         raise SystemExit(f"bench/results/k3-ensemble.json is {k3['recipe']}, not {calib['copied_from']}")
     height, width = ckpt["preprocess"]["size"]
     size = f"{width}x{height}"
-    params = sum(v.numel() for key, v in members[0]["state_dict"].items() if v.is_floating_point() and
-                 "running" not in key)
+    params = parameters(members[0]["state_dict"])
     seeds = ", ".join(str(m["config"]["seed"]) for m in members)
     post = members[0]["calibration"]
     k = len(members)
