@@ -20,8 +20,9 @@ import numpy as np
 from hamcli.evaluation.metrics import with_melanoma
 from hamcli.evaluation.scoring import held_out
 from hamcli.inference.predictor import Predictor
-from hamcli.runs import family_members, resolve_checkpoint, resolve_model
+from hamcli.runs import resolve_checkpoint, resolve_model
 from hamcli.training.calibrate import MELANOMA
+from hamcli.training.folds import out_of_fold
 
 
 def figures(probs: np.ndarray, y: np.ndarray) -> dict:
@@ -32,19 +33,12 @@ def figures(probs: np.ndarray, y: np.ndarray) -> dict:
 
 def main() -> None:
     family, run = resolve_model(sys.argv[1]), sys.argv[2]
-    ids, probs, labels, members = [], [], [], {}
-    for member in family_members(family):
-        predictor = Predictor.load(resolve_checkpoint(member))
-        val = held_out(predictor, "val")
-        p = predictor.probabilities(val.images)
-        members[member.name] = figures(p, val.y_true)
-        ids += val.image_ids
-        probs.append(p)
-        labels.append(val.y_true)
-    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    oof = out_of_fold(family)
+    probs, labels = oof.probabilities, oof.labels
+    members = {name: figures(probs[oof.member == k], labels[oof.member == k]) for k, name in enumerate(oof.members)}
     single = Predictor.load(resolve_checkpoint(run))
     val = held_out(single, "val")
-    where = {image: k for k, image in enumerate(ids)}
+    where = {image: k for k, image in enumerate(oof.image_ids)}
     rows = [where[i] for i in val.image_ids]
     logits = np.log(np.clip(probs, 1e-12, 1.0))
     offsets = {}

@@ -467,6 +467,13 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     assert done.returncode == 0, done.stderr[-2000:]
     assert [member_name(m) for m in load_model(out).members] == ["seed1", "seed2"]
 
+    # An interrupted run has a best.pt too, but only of the epochs it reached: neither an ensemble nor a refit takes it.
+    with pytest.raises(TrainingInterrupted):
+        runner.train(TrainConfig(arch="lenet", name="cut", max_batches=1, **{**FAST, "epochs": 2}), _StopAfter(1))
+    assert (paths.runs_dir() / "cut" / "best.pt").exists()
+    for args in (["ensemble", "seed2", "cut", "--name", "bad"], ["train", "--refit", "cut"]):
+        bad = cli.invoke(app, args)
+        assert bad.exit_code == 2 and "did not finish" in bad.output and "--resume cut" in bad.output, bad.output
     for args, words in ((["seed2"], "at least two different runs"), (["seed2", "seed2"], "at least two different"),
                         (["seed2", "cv"], "cv: already an ensemble"),
                         (["seed2", "seeds"], "already an ensemble"),

@@ -108,6 +108,19 @@ def resolve_checkpoint(ref: str | Path | None) -> Path:
     raise NotFoundError(f"{run}: no best.pt or last.pt; the run did not finish an epoch")
 
 
+def finished_checkpoint(run_dir: Path, option: str) -> Path:
+    """The best.pt of a run that finished (or stopped early); `option` names the flag that asked for it,
+    for the error. An interrupted run's best.pt is only the best of the epochs it reached."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    if not (run_dir / "best.pt").exists() or not (metrics.get("finished") or metrics.get("stopped_early")):
+        raise UsageError(f"{option}: {run_dir} did not finish; resume it (`hamcli train --resume "
+                         f"{run_dir.name}`) or name a finished run")
+    return run_dir / "best.pt"
+
+
 def runs_using(prepared: str) -> list[str]:
     """The runs (and families) whose config names `prepared` as their data."""
     found = []

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,15 @@ import hamcli.paths as paths
 import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
-from hamcli.runs import family_members, is_family, new_run_name, resolve_checkpoint, resolve_run, set_latest
+from hamcli.runs import (
+    family_members,
+    finished_checkpoint,
+    is_family,
+    new_run_name,
+    resolve_checkpoint,
+    resolve_run,
+    set_latest,
+)
 from hamcli.training import distributed
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import Trainer, TrainEvents
@@ -63,19 +71,33 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
     return paths.runs_dir() / name
 
 
-def out_of_fold(family: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of every training image, each from the one member that validated on it
-    and so never learnt from it."""
+@dataclass
+class OutOfFold:
+    """Every training image of a K-fold family, each predicted by the one member that validated on it and
+    so never learnt from it; `member` indexes `members` for each row."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    image_ids: list[str]
+    member: np.ndarray
+    members: list[str]
+
+
+def out_of_fold(family: Path) -> OutOfFold:
     from hamcli.evaluation.scoring import held_out
     from hamcli.inference.predictor import Predictor
 
-    probs, labels = [], []
-    for member in family_members(family):
+    probs, labels, ids, owner = [], [], [], []
+    members = family_members(family)
+    for k, member in enumerate(members):
         predictor = Predictor.load(resolve_checkpoint(member))
         val = held_out(predictor, "val")
         probs.append(predictor.probabilities(val.images))
         labels.append(val.y_true)
-    return np.concatenate(probs), np.concatenate(labels)
+        ids += val.image_ids
+        owner.append(np.full(len(val.y_true), k))
+    return OutOfFold(np.concatenate(probs), np.concatenate(labels), ids, np.concatenate(owner),
+                     [m.name for m in members])
 
 
 def fit_operating_point(family: Path, target: float) -> dict:
@@ -90,7 +112,8 @@ def fit_operating_point(family: Path, target: float) -> dict:
     if info.get("ensemble_of"):
         raise UsageError(f"{family.name}: an ensemble of separate runs has no out-of-fold predictions to fit an "
                          "operating point on; give `hamcli ensemble` --operating-point-from a K-fold family")
-    probs, y = out_of_fold(family)
+    oof = out_of_fold(family)
+    probs, y = oof.probabilities, oof.labels
     logits = np.log(np.clip(probs, 1e-12, 1.0))
     bias = np.zeros(logits.shape[1])
     bias[MELANOMA] = choose_bias(logits, y, target)
@@ -122,7 +145,7 @@ def combine(runs: list[str], name: str, operating_point_from: str | None = None,
     for run, run_dir in zip(runs, dirs, strict=True):
         if is_family(run_dir):
             raise UsageError(f"{run}: already an ensemble (of {len(family_members(run_dir))}); name its runs instead")
-    checkpoints = [resolve_checkpoint(d) for d in dirs]
+    checkpoints = [finished_checkpoint(d, f"hamcli ensemble {run}") for run, d in zip(runs, dirs, strict=True)]
     members = [Predictor.load(c) for c in checkpoints]
     Ensemble(members, Path(name))  # refuses members trained with different inputs
     record: dict = {}

@@ -59,17 +59,14 @@ def refit_options(run: str | Path) -> dict:
     together (scikit-learn's refit): as many epochs as it ran, no early stopping, and its name as `refit`."""
     import json
 
-    from hamcli.runs import is_family, resolve_run
+    from hamcli.runs import finished_checkpoint, is_family, resolve_run
 
     run_dir = resolve_run(run)
     if is_family(run_dir):
         raise UsageError(f"--refit {run}: a K-fold family; its members together already train on every "
                          "training row. Refit a run trained with a validation carve-out or split")
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    if not (run_dir / "best.pt").exists() or not (metrics.get("finished") or metrics.get("stopped_early")):
-        raise UsageError(f"--refit {run}: {run_dir} did not finish; refit a finished run")
-    ckpt = checkpoint.load(run_dir / "best.pt")
+    ckpt = checkpoint.load(finished_checkpoint(run_dir, f"--refit {run}"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     options = dict(ckpt["config"])
     if options.get("refit"):
         raise UsageError(f"--refit {run}: already a refit (of {options['refit']}); refit {options['refit']}")
