@@ -24,7 +24,7 @@ from hamcli.models.build import build_model
 from hamcli.training import runner
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import TrainEvents, TrainingInterrupted
-from hamcli.training.folds import train_folds
+from hamcli.training.folds import out_of_fold, train_folds
 from hamcli.training.sampling import class_weights, epoch_order
 
 cli = CliRunner()
@@ -389,6 +389,11 @@ def test_family_operating_point_is_fitted_out_of_fold_and_bundles_as_one_file(pr
     assert record["images"] == int((m["split"] != "test").sum())  # every training image, once
     assert record["after"]["melanoma_sensitivity"] == 1.0 or record["melanoma_bias"] == 4.0
     assert record["after"]["melanoma_sensitivity"] >= record["before"]["melanoma_sensitivity"]
+    oof = out_of_fold(family)  # each training image once, scored by the member whose fold held it out
+    train = m[m["split"] != "test"]
+    assert sorted(oof.image_ids) == sorted(train["image_id"]) and oof.members == ["fold0", "fold1"]
+    fold_of = dict(zip(train["image_id"], train["fold"], strict=True))
+    assert [fold_of[i] for i in oof.image_ids] == oof.member.tolist()
     for fold in ("fold0", "fold1"):  # the members leave the operating point to the family
         assert json.loads((family / fold / "config.json").read_text())["melanoma_sensitivity"] == 0.0
 
