@@ -111,14 +111,25 @@ def plain_scores(run: str, home: Path, bootstrap: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def predict_throughput(run: str, home: Path) -> float:
-    """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded)."""
+def predict_throughput(run: str, home: Path) -> tuple[float, str]:
+    """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded), and the
+    precision it measured and chose on this machine."""
     code = (f"import time, hamcli; from hamcli.evaluation.scoring import held_out; p = hamcli.load_model({run!r}); "
             "x = held_out(p).images; p.probabilities(x[:64]); t = time.perf_counter(); p.probabilities(x); "
-            "print(len(x) / (time.perf_counter() - t))")
+            "q = p.batch_precision(64); "
+            "print(len(x) / (time.perf_counter() - t), q.dtype + (' + channels-last' if q.channels_last else ''))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
                          capture_output=True, text=True, check=True).stdout
-    return round(float(out.strip().splitlines()[-1]), 1)
+    speed, precision = out.strip().splitlines()[-1].split(" ", 1)
+    return round(float(speed), 1), precision
+
+
+def train_precision(run_dir: Path) -> str:
+    """The precision `hamcli train --precision auto` measured and chose (recorded in the checkpoint)."""
+    code = ("import sys, torch; q = torch.load(sys.argv[1], map_location='cpu', weights_only=False)['precision']; "
+            "print(q['dtype'] + (' + channels-last' if q['channels_last'] else ''))")
+    return subprocess.run([sys.executable, "-c", code, str(run_dir / "best.pt")], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def main() -> None:
@@ -177,7 +188,8 @@ def main() -> None:
         # the training loop alone at the median epoch's speed, so a busy machine during one epoch does not count
         row["train_minutes"] = round(sum(float(h["train_seconds"].median()) * len(h) for h in histories) / 60, 1)
         row["epochs"] = len(histories[0])
-        row["predict_images_per_s"] = predict_throughput(f"acc-{name}", args.home)
+        row["predict_images_per_s"], row["predict_precision"] = predict_throughput(f"acc-{name}", args.home)
+        row["train_precision"] = [train_precision(m) for m in members] if folds else train_precision(run_dir)
         if recipe.get("refit"):
             row["refit_of"] = f"acc-{recipe['refit']}"
         for split in ("test",) if folds or recipe.get("refit") else ("val", "test"):
