@@ -35,6 +35,7 @@ from hamcli.inference.load import load_model
 from hamcli.inference.predictor import Predictor
 from hamcli.runs import BUNDLED_FILE, family_members, is_family, resolve_checkpoint, resolve_model
 from hamcli.training.folds import fit_operating_point
+from hamcli.training.recalibrate import recalibrate_checkpoint
 
 LICENCE = ("trained on HAM10000 (Tschandl et al., Sci. Data 5, 180161, 2018; doi:10.7910/DVN/DBW86T), "
            "CC BY-NC 4.0: research and education only, not for diagnosis; ImageNet weights of "
@@ -62,25 +63,6 @@ def top_class_disagreements(predictor: Predictor, images: np.ndarray, states: li
         use(originals)
 
 
-def refit_operating_point(path: Path, target: float) -> dict:
-    """Refit prior shift, melanoma operating point and temperature on the run's validation rows."""
-    from hamcli.inference.postprocess import Postprocess
-    from hamcli.training.calibrate import calibrate
-
-    predictor = Predictor.load(path)
-    predictor.post = Postprocess()
-    val = scoring.held_out(predictor, "val")
-    logits = np.log(np.clip(predictor.probabilities(val.images), 1e-12, 1.0))  # log-softmax: logits up to a constant
-    config = predictor.ckpt_meta["config"]
-    shift = config.get("prior_shift", "none")
-    shift = 0.0 if shift == "none" else shift if shift == "auto" else float(shift)
-    post, record = calibrate(logits, val.y_true, predictor.ckpt_meta["data"]["train_counts"], shift,
-                             melanoma_sensitivity=target)
-    checkpoint.update(path, postprocess=post.as_dict(), calibration=record,
-                      config={**config, "melanoma_sensitivity": target})
-    return record
-
-
 def cast(state: dict, dtype: torch.dtype) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
@@ -103,7 +85,7 @@ def main() -> None:
         if family:
             print(json.dumps(fit_operating_point(target, args.melanoma_sensitivity)))
         else:
-            record = refit_operating_point(paths[0], args.melanoma_sensitivity)
+            record = recalibrate_checkpoint(paths[0], args.melanoma_sensitivity)
             print(json.dumps({k: record[k] for k in ("tau", "melanoma_bias", "temperature", "before", "after")}))
     ckpts = [checkpoint.load(p) for p in paths]
     for ckpt in ckpts:

@@ -390,7 +390,8 @@ def refit_ensemble_card(r: dict, ckpt: dict) -> str:
     python scripts/bundle_model.py {r['run']}
 
 (`{k3['recipe']}` was trained before `--all-folds --melanoma-sensitivity` existed; its operating point was
-fitted afterwards by `hamcli.training.folds.fit_operating_point`, the function that option calls.)
+fitted afterwards by `hamcli.training.folds.fit_operating_point`, the function that option calls;
+`hamcli calibrate {calib['copied_from']} --melanoma-sensitivity 0.6` now does the same.)
 Training took {minutes} minutes for the three refits on 2 CPU cores ({r['cpu']}), each keeping its last
 epoch ({', '.join(str(m['epoch']) for m in members)}).
 

@@ -436,6 +436,39 @@ def test_refit_trains_on_training_and_validation_rows_and_reuses_the_postprocess
     assert again.exit_code == 2 and "already a refit (of tiny-lenet)" in again.output, again.output
     stop = cli.invoke(app, ["train", "--refit", "tiny-lenet", "--early-stop", "3"])
     assert stop.exit_code == 2 and "--refit trains without validation rows" in stop.output, stop.output
+    bad = cli.invoke(app, ["calibrate", "refit", "--melanoma-sensitivity", "0.6"])
+    assert bad.exit_code == 2 and "a refit has no validation rows of its own; calibrate tiny-lenet" in bad.output
+
+
+def test_calibrate_refits_a_runs_operating_point_on_its_validation_rows(trained_run):
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.predictor import Predictor
+    from hamcli.training.calibrate import MELANOMA
+
+    before = checkpoint.load(trained_run / "best.pt")
+    result = cli.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", "0.99", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    ckpt = checkpoint.load(trained_run / "best.pt")
+    assert record == ckpt["calibration"] == json.loads((trained_run / "metrics.json").read_text())["calibration"]
+    assert record["melanoma_sensitivity_target"] == 0.99 and ckpt["config"]["melanoma_sensitivity"] == 0.99
+    assert ckpt["postprocess"]["tau"] == before["postprocess"]["tau"]  # the run's own prior-shift setting, kept
+    assert record["after"]["melanoma_sensitivity"] >= 0.99 or record["melanoma_bias"] == 4.0
+    bias = ckpt["postprocess"].get("bias") or [0.0] * 7
+    assert bias[MELANOMA] == record["melanoma_bias"]
+    assert record["melanoma_bias"] > 0 or record["before"]["melanoma_sensitivity"] >= 0.99
+    # What predict applies is the new offset: validation melanoma recall as recorded.
+    predictor = Predictor.load(trained_run / "best.pt")
+    val = held_out(predictor, "val")
+    mel = val.y_true == MELANOMA
+    assert (predictor.probabilities(val.images).argmax(1)[mel] == MELANOMA).mean() == pytest.approx(
+        record["after"]["melanoma_sensitivity"])
+
+    table = cli.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", "0.5"])
+    assert table.exit_code == 0 and "melanoma offset" in table.output and "before" in table.output, table.output
+    for value in ("0", "1", "1.5"):
+        bad = cli.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", value])
+        assert bad.exit_code == 2 and "a fraction in (0, 1)" in bad.output and "Traceback" not in bad.output
 
 
 def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_tiny, tmp_path):
@@ -461,8 +494,16 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     info = cli.invoke(app, ["info", "--json"])
     assert "ensemble of 2 runs" in info.output, info.output
 
-    # A later run of the same name does not change what the ensemble holds: members are pinned.
+    # A later run of the same name, or calibrating a member again, does not change what the ensemble holds.
     before = ensemble.probabilities(images)
+    assert cli.invoke(app, ["calibrate", "seed1", "--melanoma-sensitivity", "0.9"]).exit_code == 0
+    np.testing.assert_allclose(load_model("seeds").probabilities(images), before, atol=1e-6)
+    refused = cli.invoke(app, ["calibrate", "seeds", "--melanoma-sensitivity", "0.9"])
+    assert refused.exit_code == 2 and "--operating-point-from" in refused.output, refused.output
+    again = cli.invoke(app, ["calibrate", "cv", "--melanoma-sensitivity", "0.5", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["melanoma_sensitivity_target"] == 0.5, again.output
+    assert json.loads((paths.runs_dir() / "cv" / "family.json").read_text())["calibration"][
+        "melanoma_sensitivity_target"] == 0.5
     runner.train(TrainConfig(arch="lenet", name="seed1", seed=7, overwrite=True, max_batches=1, **FAST))
     np.testing.assert_allclose(load_model("seeds").probabilities(images), before, atol=1e-6)
 

@@ -257,6 +257,33 @@ def ensemble(
     render.info(f"ensemble {family.name}: {len(runs)} runs ({', '.join(runs)}){note}")
 
 
+def calibrate(
+    run: str = typer.Argument(..., metavar="RUN", help="A finished run, or a K-fold family (train --all-folds)."),
+    melanoma_sensitivity: float = typer.Option(..., "--melanoma-sensitivity", help="Raise melanoma's score until "
+                                               "its sensitivity reaches this (e.g. 0.6) on rows the model never "
+                                               "trained on, at some cost in accuracy."),
+    fmt: str = output_format(("table", "json")),
+    as_json: bool = json_alias(),
+) -> None:
+    """Choose a run's melanoma operating point again, without training again: on its validation rows (a run)
+    or its out-of-fold predictions (a K-fold family). The test split plays no part."""
+    from hamcli.training.recalibrate import recalibrate
+
+    record = recalibrate(run, melanoma_sensitivity)
+    if fmt == "json" or as_json:
+        render.print_json(record)
+        return
+    kept = ("accuracy", "balanced_accuracy", "melanoma_sensitivity")
+    table = render.table(f"{run}: melanoma operating point for sensitivity {melanoma_sensitivity:g}, on "
+                         f"{record['images']} images it never trained on", ("", *kept), numeric=kept)
+    for when in ("before", "after"):
+        render.add_row(table, (when, *("n/a" if record[when][k] is None else f"{record[when][k]:.3f}" for k in kept)))
+    render.print_table(table)
+    render.info(f"melanoma offset {record['melanoma_bias']:+.2f} on the log-probability; predict, evaluate, "
+                "gradcam, serve and export apply it")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(ensemble)
+    app.command()(calibrate)

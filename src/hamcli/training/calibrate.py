@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from hamcli.classes import CLASS_CODES
-from hamcli.evaluation.metrics import expected_calibration_error, summary
+from hamcli.evaluation.metrics import expected_calibration_error, summary, with_melanoma
 from hamcli.inference.postprocess import Postprocess
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(21))  # 0 .. 2 in steps of 0.1
@@ -66,12 +66,16 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
               max_accuracy_drop: float = 0.02, melanoma_sensitivity: float = 0.0) -> tuple[Postprocess, dict]:
     """Fit on validation logits; returns the postprocessing and a record of its effect on validation.
 
-    In order: the prior shift (auto: the best balanced accuracy within `max_accuracy_drop`), then the
+    In order: the prior shift (`none`, a number, or `auto`: the best balanced accuracy within
+    `max_accuracy_drop`), then the
     melanoma operating point (if `melanoma_sensitivity` > 0), then the temperature on the result.
     """
     counts = np.asarray(train_counts, dtype=np.float64).clip(min=1)
     log_prior = np.log(counts / counts.sum())
-    tau = choose_tau(logits, y, log_prior, max_accuracy_drop) if prior_shift == "auto" else float(prior_shift)
+    if prior_shift == "auto":
+        tau = choose_tau(logits, y, log_prior, max_accuracy_drop)
+    else:
+        tau = 0.0 if prior_shift == "none" else float(prior_shift)
     shifted = logits - tau * log_prior
     bias = np.zeros(logits.shape[1])
     if melanoma_sensitivity > 0:
@@ -84,6 +88,6 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
     record = {"fitted_on": "validation", "images": int(len(y)), "temperature": round(temperature, 4), "tau": tau,
               "prior_shift": prior_shift, "max_accuracy_drop": max_accuracy_drop,
               "melanoma_sensitivity_target": melanoma_sensitivity, "melanoma_bias": float(bias[MELANOMA]),
-              "before": {**summary(y, logits.argmax(1)), "ece": expected_calibration_error(y, before)},
-              "after": {**summary(y, shifted.argmax(1)), "ece": expected_calibration_error(y, after)}}
+              "before": {**with_melanoma(y, logits.argmax(1)), "ece": expected_calibration_error(y, before)},
+              "after": {**with_melanoma(y, shifted.argmax(1)), "ece": expected_calibration_error(y, after)}}
     return post, record

@@ -312,7 +312,6 @@ class Trainer:
             return None
         y = d.labels[torch.from_numpy(d.val_idx)].numpy()
         counts = torch.bincount(self.train_labels, minlength=NUM_CLASSES).tolist()
-        shift = self.cfg.prior_shift if self.cfg.prior_shift in ("auto", "none") else float(self.cfg.prior_shift)
         for name in ("best.pt", "best_raw.pt"):
             path = self.run_dir / name
             if not path.exists():
@@ -321,7 +320,7 @@ class Trainer:
             model.load_state_dict(checkpoint.load(path)["state_dict"])
             out = infer_logits(model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
                                batch_size=max(self.cfg.batch_size, 128)).numpy()
-            post, record = calibrate(out, y, counts, 0.0 if shift == "none" else shift,
+            post, record = calibrate(out, y, counts, self.cfg.prior_shift,
                                      melanoma_sensitivity=self.cfg.melanoma_sensitivity)
             checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
             found[name] = record
