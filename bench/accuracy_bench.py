@@ -60,6 +60,10 @@ RECIPES: dict[str, dict] = {
                                                     "--class-weight", "sqrt", *FINE]},
     "lite2-frame-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite2", "--freeze-early", "5",
                                                     "--class-weight", "sqrt", *FINE]},
+    "lite1-square-8": {"size": "150", "train": ["--arch", "efficientnet_lite1", "--freeze-early", "5",
+                                                "--class-weight", "sqrt", *FINE]},
+    "lite2-square-8": {"size": "150", "train": ["--arch", "efficientnet_lite2", "--freeze-early", "5",
+                                                "--class-weight", "sqrt", *FINE]},
     # the previous default: LeNet from scratch at 96 px, 100 epochs
     "lenet-96": {"size": "96", "train": ["--arch", "lenet", "--epochs", "100", "--lr", "0.002",
                                          "--class-weight", "sqrt", "--augment", "strong", "--schedule", "cosine",
