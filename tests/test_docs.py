@@ -11,8 +11,9 @@ from hamcli.cli.app import app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = {"download": "download.md", "prepare": "prepare.md", "info": "info.md", "models": "train.md",
-         "train": "train.md", "ensemble": "train.md", "calibrate": "train.md", "evaluate": "evaluate.md", "predict": "predict.md",
-         "gradcam": "gradcam.md", "recipes": "recipes.md", "serve": "serve.md", "export": "export.md"}
+         "train": "train.md", "ensemble": "train.md", "calibrate": "train.md", "evaluate": "evaluate.md",
+         "predict": "predict.md", "gradcam": "gradcam.md", "recipes": "recipes.md", "serve": "serve.md",
+         "export": "export.md"}
 
 
 def _commands() -> dict:
