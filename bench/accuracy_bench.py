@@ -120,8 +120,8 @@ def predict_throughput(run: str, home: Path) -> tuple[float, str]:
     precision it measured and chose on this machine."""
     code = (f"import time, hamcli; from hamcli.evaluation.scoring import held_out; p = hamcli.load_model({run!r}); "
             "x = held_out(p).images; p.probabilities(x[:64]); t = time.perf_counter(); p.probabilities(x); "
-            "q = p.batch_precision(64); "
-            "print(len(x) / (time.perf_counter() - t), q.dtype + (' + channels-last' if q.channels_last else ''))")
+            "from hamcli.models.precision import describe; "
+            "print(len(x) / (time.perf_counter() - t), describe(p.batch_precision(64)))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
                          capture_output=True, text=True, check=True).stdout
     speed, precision = out.strip().splitlines()[-1].split(" ", 1)
@@ -130,8 +130,8 @@ def predict_throughput(run: str, home: Path) -> tuple[float, str]:
 
 def train_precision(run_dir: Path) -> str:
     """The precision `hamcli train --precision auto` measured and chose (recorded in the checkpoint)."""
-    code = ("import sys, torch; q = torch.load(sys.argv[1], map_location='cpu', weights_only=False)['precision']; "
-            "print(q['dtype'] + (' + channels-last' if q['channels_last'] else ''))")
+    code = ("import sys; from hamcli.models.checkpoint import load; from hamcli.models.precision import Precision, "
+            "describe; print(describe(Precision(**load(sys.argv[1])['precision'])))")
     return subprocess.run([sys.executable, "-c", code, str(run_dir / "best.pt")], capture_output=True, text=True,
                           check=True).stdout.strip()
 

@@ -137,7 +137,8 @@ def _time(model: torch.nn.Module, x: torch.Tensor, prec: Precision, train: bool,
 CPU_CANDIDATES = (Precision("cpu", "fp32", False), Precision("cpu", "fp32", True), Precision("cpu", "bf16", True))
 
 
-def _describe(prec: Precision) -> str:
+def describe(prec: Precision) -> str:
+    """How a precision is written in records and messages, e.g. `fp32 + channels-last`."""
     return prec.dtype + (" + channels-last" if prec.channels_last else "")
 
 
@@ -154,8 +155,8 @@ def measure_cpu(key: str, model_factory, size: tuple[int, int], batch: int, trai
     except (OSError, ValueError):
         memo = {}  # a damaged memo is only a cache: measure again
     key = f"{key}-{'train' if train else 'infer'}-{torch.__version__}-{torch.get_num_threads()}t-{cpu_name()}"
-    if isinstance(memo.get(key), dict) and memo[key].get("choice") in [_describe(c) for c in CPU_CANDIDATES]:
-        chosen = next(c for c in CPU_CANDIDATES if _describe(c) == memo[key]["choice"])
+    if isinstance(memo.get(key), dict) and memo[key].get("choice") in [describe(c) for c in CPU_CANDIDATES]:
+        chosen = next(c for c in CPU_CANDIDATES if describe(c) == memo[key]["choice"])
         return Precision("cpu", chosen.dtype, chosen.channels_last, f"measured earlier: {memo[key]['why']}")
     candidates = [c for c in CPU_CANDIDATES if c.dtype == "fp32" or cpu_supports_bf16()]
     x = torch.randn(min(batch, 16), 3, *size)
@@ -165,9 +166,9 @@ def measure_cpu(key: str, model_factory, size: tuple[int, int], batch: int, trai
         if times[cand] < times[best] / 1.1:
             best = cand
     what = "a training step" if train else "a forward pass"
-    why = f"{what} took " + ", ".join(f"{t * 1000:.0f} ms in {_describe(c)}" for c, t in times.items())
+    why = f"{what} took " + ", ".join(f"{t * 1000:.0f} ms in {describe(c)}" for c, t in times.items())
     why += f" on {cpu_name()}"
-    memo[key] = {"choice": _describe(best), "why": why}
+    memo[key] = {"choice": describe(best), "why": why}
     fsio.write_json(memo_path, memo)
     return Precision("cpu", best.dtype, best.channels_last, f"measured: {why}")
 

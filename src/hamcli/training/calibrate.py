@@ -67,8 +67,8 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
     """Fit on validation logits; returns the postprocessing and a record of its effect on validation.
 
     In order: the prior shift (`none`, a number, or `auto`: the best balanced accuracy within
-    `max_accuracy_drop`), then the
-    melanoma operating point (if `melanoma_sensitivity` > 0), then the temperature on the result.
+    `max_accuracy_drop`), then the melanoma operating point (if `melanoma_sensitivity` > 0), then the
+    temperature on the result.
     """
     counts = np.asarray(train_counts, dtype=np.float64).clip(min=1)
     log_prior = np.log(counts / counts.sum())
