@@ -2,6 +2,7 @@
 
     python bench/recipes_bench.py [--data ../shared/ham10000-dev] [--recipes small-cnn-64 lenet-90-10 hmnist-cnn]
                                   [--fold K]   # one fold of a K-fold recipe, when all of them will not fit
+                                  [--tag lite0 --train-args "--arch efficientnet_lite0"]   # the recipe, changed
 
 For every recipe, twice, exactly as a user would type it:
   * as the project did:  hamcli train --recipe NAME                       (its own split, by image)
@@ -11,7 +12,11 @@ then `hamcli evaluate RUN --json --ci` on that run's own test split (a K-fold fa
 its folds). hmnist-cnn first builds hmnist_28_28_RGB.csv from the dev images with
 `hamcli prepare --size 28 --export-hmnist` and imports it as the Kaggle file would be; that file has no
 lesion ids, so its lesion-grouped twin is prepared from the same images (`--source ham10000`) at 28 px.
-One JSON line per (recipe, split kind) goes to bench/results/recipes_bench.jsonl, with the CPU.
+One JSON line per (recipe, split kind) goes to bench/results/recipes_bench.jsonl, with the CPU, the
+weights the run started from (as its checkpoint records them) and the precision it trained in.
+`--train-args` adds options to both `hamcli train` commands (an ImageNet recipe whose torchvision
+weights cannot be had here runs with `--arch efficientnet_lite0`, the offline alternative its error
+names); `--tag` names such runs apart (`NAME-TAG-by-image`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,6 +54,18 @@ def leaked_lesions(home: Path, data: str, exported_from: str | None = None) -> d
     return json.loads(done.stdout) if done.returncode == 0 else {"leak_count_error": done.stderr.strip()[-200:]}
 
 
+def run_card(home: Path, run: str) -> dict:
+    """What a finished run's checkpoint says it started from and trained in."""
+    code = ("import json, sys; from hamcli.models.checkpoint import load; from hamcli.models.precision import "
+            "Precision, describe; from hamcli.runs import resolve_run; d = resolve_run(sys.argv[1]); "
+            "c = load(next(p for p in [d / 'best.pt', d / 'fold0' / 'best.pt'] if p.exists())); "
+            "print(json.dumps({'started_from': c['started_from'], "
+            "'train_precision': describe(Precision(**c['precision']))}))")
+    done = subprocess.run([sys.executable, "-c", code, run], env={**os.environ, "HAMCLI_HOME": str(home)},
+                          capture_output=True, text=True)
+    return json.loads(done.stdout) if done.returncode == 0 else {"card_error": done.stderr.strip()[-200:]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("../shared/ham10000-dev"))
@@ -57,6 +75,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--fold", type=int, default=None,
                         help="train only this fold of a recipe that trains every fold (hamcli train --fold K)")
+    parser.add_argument("--train-args", default="", help="options added to both hamcli train commands")
+    parser.add_argument("--tag", default="", help="names the runs NAME-TAG-by-KIND (with --train-args)")
     args = parser.parse_args()
     env = {**os.environ, "HAMCLI_HOME": str(args.home)}
     if not (args.home / "data" / "datasets" / "ham10000").exists():
@@ -69,9 +89,9 @@ def main() -> None:
                     "--export-hmnist", str(csv), "-q"], env).check_returncode()
             hamcli(["download", "--from", str(csv), "--name", "hmnist"], env).check_returncode()
         for kind in ("image", "lesion"):
-            run = f"{name}-by-{kind}"
+            run = f"{name}{'-' + args.tag if args.tag else ''}-by-{kind}"
             train = ["train", "--recipe", name, "--name", run, "-q", "--overwrite",
-                     *(["--fold", str(args.fold)] if args.fold is not None else [])]
+                     *(["--fold", str(args.fold)] if args.fold is not None else []), *shlex.split(args.train_args)]
             prepare = None
             if kind == "lesion":
                 prepare = ["prepare", "--recipe", name, "--group-by", "lesion", "--name", run, "--overwrite", "-q"]
@@ -82,7 +102,8 @@ def main() -> None:
             start = time.perf_counter()
             done = hamcli(train, env)
             minutes = round((time.perf_counter() - start) / 60, 1)
-            row = {"recipe": name, "split_by": kind, "train": "hamcli " + " ".join(train),
+            row = {"recipe": name, **({"tag": args.tag} if args.tag else {}), "split_by": kind,
+                   "train": "hamcli " + " ".join(train),
                    "prepare": "hamcli " + " ".join(prepare) if prepare else "(the recipe's own, by image)",
                    "wall_minutes": minutes}
             if done.returncode:
@@ -94,7 +115,7 @@ def main() -> None:
             report.check_returncode()
             m = json.loads(report.stdout)["metrics"]
             row |= {k: round(m[k], 4) for k in KEPT} | {"images": m["images"]}
-            row |= {"baseline_accuracy": round(m["baseline"]["accuracy"], 4)}
+            row |= {"baseline_accuracy": round(m["baseline"]["accuracy"], 4)} | run_card(args.home, run)
             if name == "hmnist-cnn" and kind == "image":  # lesion ids from the export the CSV was written from
                 row |= leaked_lesions(args.home, f"recipe-{name}", exported_from="hmnist-export")
             else:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import hamcli.configfile as configfile
 import hamcli.models.checkpoint as checkpoint
 import hamcli.models.weights as weights
 import hamcli.models.zoo as zoo
@@ -452,6 +453,13 @@ def test_calibrate_refits_a_runs_operating_point_on_its_validation_rows(trained_
     ckpt = checkpoint.load(trained_run / "best.pt")
     assert record == ckpt["calibration"] == json.loads((trained_run / "metrics.json").read_text())["calibration"]
     assert record["melanoma_sensitivity_target"] == 0.99 and ckpt["config"]["melanoma_sensitivity"] == 0.99
+    # The recorded options say so too: `train --config runs/RUN/config.toml` repeats the run as it now stands.
+    toml = trained_run / "config.toml"
+    recorded = configfile.options(configfile.read(toml), "train", TrainConfig, toml)
+    assert recorded["melanoma_sensitivity"] == 0.99 and toml.read_text().startswith("# hamcli")
+    assert {k: v for k, v in recorded.items() if k != "melanoma_sensitivity"} == {
+        k: v for k, v in before["config"].items() if k not in ("name", "overwrite", "melanoma_sensitivity")
+        and v is not None}
     assert ckpt["postprocess"]["tau"] == before["postprocess"]["tau"]  # the run's own prior-shift setting, kept
     assert record["after"]["melanoma_sensitivity"] >= 0.99 or record["melanoma_bias"] == 4.0
     bias = ckpt["postprocess"].get("bias") or [0.0] * 7

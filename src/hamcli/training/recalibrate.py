@@ -28,7 +28,9 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float) -> dict:
     if is_family(run_dir):
         from hamcli.training.folds import fit_operating_point
 
-        return fit_operating_point(run_dir, melanoma_sensitivity)
+        record = fit_operating_point(run_dir, melanoma_sensitivity)
+        _record_target(run_dir, melanoma_sensitivity)
+        return record
     best = finished_checkpoint(run_dir, f"hamcli calibrate {run}")
     source = checkpoint.load(best)["config"].get("refit")
     if source:
@@ -38,7 +40,26 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float) -> dict:
                for name in ("best.pt", "best_raw.pt") if (run_dir / name).exists()}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     fsio.write_json(run_dir / "metrics.json", {**metrics, "calibration": records["best.pt"]})
+    _record_target(run_dir, melanoma_sensitivity)
     return records["best.pt"]
+
+
+def _record_target(run_dir: Path, melanoma_sensitivity: float) -> None:
+    """The run's recorded options take the new target, so that `hamcli train --config runs/RUN/config.toml`
+    (a family: its config.json) repeats the run as it now stands, not as it was first calibrated."""
+    from hamcli.configfile import dumps, read
+
+    options = run_dir / "config.json"
+    if options.exists():
+        fsio.write_json(options, {**json.loads(options.read_text()), "melanoma_sensitivity": melanoma_sensitivity})
+    toml = run_dir / "config.toml"
+    if toml.exists():
+        document = read(toml)
+        document["train"] = {**document.get("train", {}), "melanoma_sensitivity": melanoma_sensitivity}
+        lines = toml.read_text().splitlines()
+        comment = "\n".join(line.removeprefix("#").strip() for line in lines[:next(
+            (i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))])
+        fsio.write_text(toml, dumps(document, comment=comment))
 
 
 def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float) -> dict:
