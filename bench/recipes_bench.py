@@ -2,7 +2,7 @@
 
     python bench/recipes_bench.py [--data ../shared/ham10000-dev] [--recipes small-cnn-64 lenet-90-10 hmnist-cnn]
                                   [--fold K]   # one fold of a K-fold recipe, when all of them will not fit
-                                  [--tag lite0 --train-args "--arch efficientnet_lite0"]   # the recipe, changed
+                                  [--tag lite0 --train-args "--arch efficientnet_lite0" --prepare-args "--size 150"]
 
 For every recipe, twice, exactly as a user would type it:
   * as the project did:  hamcli train --recipe NAME                       (its own split, by image)
@@ -16,7 +16,8 @@ One JSON line per (recipe, split kind) goes to bench/results/recipes_bench.jsonl
 weights the run started from (as its checkpoint records them) and the precision it trained in.
 `--train-args` adds options to both `hamcli train` commands (an ImageNet recipe whose torchvision
 weights cannot be had here runs with `--arch efficientnet_lite0`, the offline alternative its error
-names); `--tag` names such runs apart (`NAME-TAG-by-image`).
+names) and `--prepare-args` to both `hamcli prepare` commands; `--tag` names such runs apart
+(`NAME-TAG-by-image`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=None,
                         help="train only this fold of a recipe that trains every fold (hamcli train --fold K)")
     parser.add_argument("--train-args", default="", help="options added to both hamcli train commands")
+    parser.add_argument("--prepare-args", default="", help="options added to both hamcli prepare commands "
+                        "(the by-image data is then prepared apart, as NAME-TAG-by-image)")
     parser.add_argument("--tag", default="", help="names the runs NAME-TAG-by-KIND (with --train-args)")
     args = parser.parse_args()
     env = {**os.environ, "HAMCLI_HOME": str(args.home)}
@@ -93,10 +96,11 @@ def main() -> None:
             train = ["train", "--recipe", name, "--name", run, "-q", "--overwrite",
                      *(["--fold", str(args.fold)] if args.fold is not None else []), *shlex.split(args.train_args)]
             prepare = None
-            if kind == "lesion":
-                prepare = ["prepare", "--recipe", name, "--group-by", "lesion", "--name", run, "--overwrite", "-q"]
-                if name == "hmnist-cnn":  # Kaggle's hmnist CSV has no lesion ids: the same images at 28 px
-                    prepare += ["--source", "ham10000"]
+            if kind == "lesion" or args.prepare_args:
+                prepare = ["prepare", "--recipe", name, *(["--group-by", "lesion"] if kind == "lesion" else []),
+                           "--name", run, "--overwrite", "-q", *shlex.split(args.prepare_args)]
+                if name == "hmnist-cnn" and kind == "lesion":  # Kaggle's hmnist CSV has no lesion ids: the same
+                    prepare += ["--source", "ham10000"]          # images at 28 px
                 hamcli(prepare, env).check_returncode()
                 train += ["--data", run]
             start = time.perf_counter()
@@ -119,7 +123,7 @@ def main() -> None:
             if name == "hmnist-cnn" and kind == "image":  # lesion ids from the export the CSV was written from
                 row |= leaked_lesions(args.home, f"recipe-{name}", exported_from="hmnist-export")
             else:
-                row |= leaked_lesions(args.home, run if kind == "lesion" else f"recipe-{name}")
+                row |= leaked_lesions(args.home, run if prepare else f"recipe-{name}")
             row["ci95"] = {k: [round(v[0], 4), round(v[1], 4)] for k, v in m.get("ci95", {}).items() if k in KEPT}
             emit(row)
 

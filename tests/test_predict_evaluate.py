@@ -243,8 +243,21 @@ def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path
     table = runner.invoke(app, ["evaluate", "cv", "--ci", "--bootstrap", "20"]).stdout
     assert "ensemble of 2 folds" in table and "±" in table and "fold1" in table, table
     assert runner.invoke(app, ["predict", str(image), "-f", "json"]).exit_code == 0
-    cam = runner.invoke(app, ["gradcam", str(image), "-o", str(tmp_path / "cam.png")])
-    assert cam.exit_code == 0 and "ensemble of 2 models: explaining fold" in cam.stderr
+    cam = runner.invoke(app, ["gradcam", str(image), "-o", str(tmp_path / "cam.png"), "--json"])
+    assert cam.exit_code == 0 and "ensemble of 2 models: each map is the mean of theirs" in cam.stderr
+    # Grad-CAM explains the ensemble as it predicts: its class and probability, the mean of its members' maps.
+    from hamcli.explain.maps import explain
+
+    top = ensemble.predict(image)
+    row = json.loads(cam.stdout)[0]
+    assert row["predicted"] == top.code and row["probability"] == pytest.approx(top.probability, abs=1e-5)
+    result = hamcli.gradcam(ensemble, image)
+    maps = [explain(m, image, target=top.code).heatmap for m in ensemble.members]
+    assert not np.allclose(maps[0], maps[1])  # two different networks: the mean is not either one
+    np.testing.assert_allclose(result.heatmap, np.mean(maps, 0) / np.mean(maps, 0).max(), atol=1e-6)
+    other = next(c for c in CLASS_CODES if c != top.code)
+    assert hamcli.gradcam(ensemble, image, target=other).target_probability == pytest.approx(
+        top.probabilities[other], abs=1e-5)
 
 
 def test_evaluate_refuses_changed_prepared_dataset(trained_run):

@@ -88,8 +88,6 @@ def gradcam(model: Predictor, image: Any, **options: Any) -> Any:
     `.predicted`, `.probability`, `.layer`. `hamcli.explain.overlay.overlay/panel` draw it."""
     from hamcli.explain.maps import explain
 
-    if hasattr(model, "best_member"):  # an ensemble: explain its best member
-        model = model.best_member()[0]
     return explain(model, image, **options)
 
 

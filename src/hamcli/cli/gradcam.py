@@ -51,9 +51,9 @@ def gradcam(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.png for one image; a folder (DIR/) "
                                          "for one or several, one PNG per input named after it. Default: "
                                          "NAME-gradcam.png here, or gradcam/ for several."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family (its "
-                                        "best fold), checkpoint file, or bundled (default: the run started "
-                                        "last, else the bundled model)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family or "
+                                        "ensemble (the mean of its members' maps), checkpoint file, or bundled "
+                                        "(default: the run started last, else the bundled model)."),
     target: str = typer.Option("pred", "--class", "-c", help="Class to explain: pred or a code (mel, nv, ...)."),
     method: str = typer.Option("gradcam", "--method", **choice(METHODS, "CAM method.")),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain (default: the deepest of the "
@@ -77,8 +77,8 @@ def gradcam(
     predictor = load_model(model, device=device)
     render.model_source(predictor, model)
     if isinstance(predictor, Ensemble):
-        predictor, line = predictor.best_member()
-        render.info(line)
+        render.info(f"{predictor.family.name} is an ensemble of {len(predictor.members)} models: each map is "
+                    "the mean of theirs, for the class the ensemble predicts")
     if list_layers:
         default, _ = explain.default_layer(predictor)
         for name, shape in explain.list_layers(predictor):

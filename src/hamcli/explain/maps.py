@@ -95,29 +95,55 @@ def default_layer(predictor: Predictor) -> tuple[str, tuple[int, int]]:
 
 def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = "pred", method: str = "gradcam",
             layer: str | None = None) -> Explanation:
-    """Explain one image: which regions raised the score of `target` ('pred' or a class code)."""
+    """Explain one image: which regions raised the score of `target` ('pred' or a class code).
+
+    An ensemble is explained as it predicts: its map is the mean of its members' maps (each in [0, 1],
+    weighted equally, as the average of their probabilities weights them) for the class the ensemble
+    predicts, and the probabilities are the ensemble's.
+    """
     import torch
-    import torch.nn.functional as F
 
     from hamcli.explain.methods import get_method
 
     cam_cls = get_method(method)
-    chosen = _target(target, predictor)
+    members = list(getattr(predictor, "members", None) or [predictor])
     if layer is None:
-        layer, map_size = default_layer(predictor)
+        layer, map_size = default_layer(members[0])
     else:
-        map_size = feature_map_sizes(predictor.model, predictor.input_size, (layer,)).get(layer, (0, 0))
-    cam = cam_cls(predictor.model, layer)
+        map_size = feature_map_sizes(members[0].model, members[0].input_size, (layer,)).get(layer, (0, 0))
     original = open_rgb(item)  # full resolution, for the overlay
     # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does,
     # so the explained probabilities are the ones predict reports.
-    x = to_float(torch.from_numpy(load(item, predictor.input_size))[None], predictor.mean, predictor.std)
-    x = x.to(predictor.prec.device)
+    pixels = load(item, predictor.input_size)
+    if len(members) == 1:
+        heat, probs = _member_map(predictor, cam_cls(predictor.model, layer), pixels, original,
+                                  _target(target, predictor))
+    else:
+        _target(target, predictor)  # refuses an unknown class before any work
+        probs = predictor.probabilities(pixels[None])[0]
+        index = torch.tensor([int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]])
+        heat = np.mean([_member_map(m, cam_cls(m.model, layer), pixels, original, index)[0] for m in members],
+                       axis=0, dtype=np.float32)
+        heat = heat / heat.max() if heat.max() > 0 else heat
+    index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
+    predicted = int(probs.argmax())
+    return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, heat,
+                       CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
+                       method, layer, map_size)
+
+
+def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.Image, chosen  # noqa: ANN001
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One network's map over the original image, in [0, 1] (zero outside the box the model saw), and its
+    probabilities after its own postprocessing, from one forward pass."""
+    import torch
+    import torch.nn.functional as F
+
+    x = to_float(torch.from_numpy(pixels)[None], predictor.mean, predictor.std).to(predictor.prec.device)
     if isinstance(chosen, torch.Tensor):
         chosen = chosen.to(x.device)
     maps, probs_t = cam(x, chosen)  # one forward pass: prediction and explanation together
     probs = predictor.post.apply(probs_t.float().clamp_min(1e-30).log()).softmax(1)[0].cpu().numpy()
-    index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
     w, h = original.size
     left, top, right, bottom = crop_box(w, h, predictor.input_size)
     box = F.interpolate(maps[None].float(), size=(bottom - top, right - left), mode="bilinear",
@@ -126,10 +152,7 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     box = (box - lo) / (hi - lo) if hi > lo else torch.zeros_like(box)  # [0, 1] after upsampling
     full = np.zeros((h, w), dtype=np.float32)
     full[top:bottom, left:right] = box.clamp(0, 1).cpu().numpy()
-    predicted = int(probs.argmax())
-    return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, full,
-                       CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
-                       method, layer, map_size)
+    return full, probs
 
 
 def heatmap(predictor: Predictor, item: str | Path | Image.Image, **kwargs) -> np.ndarray:

@@ -5,8 +5,8 @@
 ensemble of its runs, which is usually better than any one of them. The family's
 melanoma operating point (`--melanoma-sensitivity`) is fitted once, on out-of-fold predictions
 (`hamcli.training.folds.fit_operating_point`), and applied to the average. The bundled model can be
-such an ensemble stored in one file (a checkpoint with `members`). Grad-CAM needs one network's
-gradients, so it explains the member that scored best on its own validation rows.
+such an ensemble stored in one file (a checkpoint with `members`). Grad-CAM explains it as it predicts:
+the mean of its members' maps for the class the ensemble predicts (`hamcli.explain.maps.explain`).
 """
 
 from __future__ import annotations
@@ -70,13 +70,6 @@ class Ensemble(Predictor):
     def batch_precision(self, batch_size: int = 64) -> Precision:
         """The members share an architecture and input size, so the first one's measured choice holds."""
         return self.members[0].batch_precision(batch_size)
-
-    def best_member(self) -> tuple[Predictor, str]:
-        """The member with the best validation balanced accuracy, and a line saying so."""
-        best = max(self.members, key=validation_score)
-        return best, (f"{self.family.name} is an ensemble of {len(self.members)} models: explaining "
-                      f"{member_name(best)}, the best on its own validation rows (balanced accuracy "
-                      f"{validation_score(best):.3f})")
 
 
 def member_name(member: Predictor) -> str:

@@ -47,12 +47,10 @@ def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, d
     from hamcli.errors import UsageError
     from hamcli.explain.maps import explain
     from hamcli.explain.overlay import overlay, panel
-    from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.load import load_model
 
     MultiPartParser.spool_max_size = max_upload + 1  # keep every upload in memory: nothing is written to disk
     predictor = load_model(model, device=device)
-    explainer = predictor.best_member()[0] if isinstance(predictor, Ensemble) else predictor
     info = model_info(predictor)
     cam_lock = threading.Lock()
     page = files("hamcli.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -117,7 +115,7 @@ def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, d
         try:
             alpha = float(fields.get("alpha", "0.45"))
             with cam_lock:
-                result = explain(explainer, image, target=fields.get("class", "pred"),
+                result = explain(predictor, image, target=fields.get("class", "pred"),
                                  method=fields.get("method", "gradcam"))
             picture = panel(result, alpha) if fields.get("panel") == "true" else overlay(result.image,
                                                                                           result.heatmap, alpha)
