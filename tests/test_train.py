@@ -439,6 +439,9 @@ def test_refit_trains_on_training_and_validation_rows_and_reuses_the_postprocess
     assert stop.exit_code == 2 and "--refit trains without validation rows" in stop.output, stop.output
     bad = cli.invoke(app, ["calibrate", "refit", "--melanoma-sensitivity", "0.6"])
     assert bad.exit_code == 2 and "a refit has no validation rows of its own; calibrate tiny-lenet" in bad.output
+    assert cli.invoke(app, ["ensemble", "tiny-lenet", "refit", "--name", "with-refit"]).exit_code == 0
+    bad = cli.invoke(app, ["calibrate", "with-refit", "--melanoma-sensitivity", "0.6"])
+    assert bad.exit_code == 2 and "member refit is a refit, trained on its validation rows" in bad.output, bad.output
 
 
 def test_calibrate_refits_a_runs_operating_point_on_its_validation_rows(trained_run):
@@ -502,12 +505,30 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     info = cli.invoke(app, ["info", "--json"])
     assert "ensemble of 2 runs" in info.output, info.output
 
+    # Runs validated on the same rows (here the prepared val split) are calibrated as one model, on those rows.
+    from hamcli.training.calibrate import choose_bias
+
+    assert cli.invoke(app, ["ensemble", "seed1", "seed2", "--name", "shared"]).exit_code == 0
+    fitted = cli.invoke(app, ["calibrate", "shared", "--melanoma-sensitivity", "0.9", "--json"])
+    assert fitted.exit_code == 0, fitted.output
+    val = held_out(load_model("seed1"), "val")
+    average = np.mean([load_model(f"seed{s}").probabilities(val.images) for s in (1, 2)], axis=0, dtype=np.float64)
+    bias = choose_bias(np.log(np.clip(average, 1e-12, 1.0)), val.y_true, 0.9)
+    assert json.loads(fitted.stdout)["melanoma_bias"] == pytest.approx(bias)
+    assert json.loads(fitted.stdout)["images"] == len(val.y_true)
+    shared = json.loads((paths.runs_dir() / "shared" / "family.json").read_text())
+    assert (shared["postprocess"].get("bias") or [0.0] * 7)[MELANOMA] == pytest.approx(bias) and bias > 0
+    assert json.loads((paths.runs_dir() / "shared" / "config.json").read_text())["melanoma_sensitivity"] == 0.9
+    # Members validated on different rows (two folds) would each have trained on the other's: refused.
+    assert cli.invoke(app, ["ensemble", "cv/fold0", "cv/fold1", "--name", "two-folds"]).exit_code == 0
+    refused = cli.invoke(app, ["calibrate", "two-folds", "--melanoma-sensitivity", "0.9"])
+    assert refused.exit_code == 2 and "validated on different rows" in refused.output, refused.output
+    assert "--operating-point-from" in refused.output and "Traceback" not in refused.output
+
     # A later run of the same name, or calibrating a member again, does not change what the ensemble holds.
     before = ensemble.probabilities(images)
     assert cli.invoke(app, ["calibrate", "seed1", "--melanoma-sensitivity", "0.9"]).exit_code == 0
     np.testing.assert_allclose(load_model("seeds").probabilities(images), before, atol=1e-6)
-    refused = cli.invoke(app, ["calibrate", "seeds", "--melanoma-sensitivity", "0.9"])
-    assert refused.exit_code == 2 and "--operating-point-from" in refused.output, refused.output
     again = cli.invoke(app, ["calibrate", "cv", "--melanoma-sensitivity", "0.5", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["melanoma_sensitivity_target"] == 0.5, again.output
     assert json.loads((paths.runs_dir() / "cv" / "family.json").read_text())["calibration"][
@@ -520,6 +541,15 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
                            "--results", str(tmp_path / "r.json"), "--bootstrap", "20"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [member_name(m) for m in load_model(out).members] == ["seed1", "seed2"]
+    # A one-file ensemble gives all its members to a new one, beside runs of one's own.
+    grown = cli.invoke(app, ["ensemble", str(out), "cv/fold0", "--name", "grown"])
+    assert grown.exit_code == 0, grown.output
+    bigger = load_model("grown")
+    assert [member_name(m) for m in bigger.members] == ["seed1", "seed2", "fold0"]
+    parts = [m.probabilities(images) for m in load_model(out).members] + [load_model("cv/fold0").probabilities(images)]
+    np.testing.assert_allclose(bigger.probabilities(images), np.mean(parts, axis=0), atol=1e-5)
+    scored = cli.invoke(app, ["evaluate", "grown", "--json"])  # its members know the prepared data they came from
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["metrics"]["images"] == len(images), scored.output
 
     # An interrupted run has a best.pt too, but only of the epochs it reached: neither an ensemble nor a refit takes it.
     with pytest.raises(TrainingInterrupted):
@@ -531,7 +561,7 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     for args, words in ((["seed2"], "at least two different runs"), (["seed2", "seed2"], "at least two different"),
                         (["seed2", "cv"], "cv: already an ensemble"),
                         (["seed2", "seeds"], "already an ensemble"),
-                        (["seed2", "cv/fold0", "--operating-point-from", "seed2"], "not a K-fold family"),
-                        (["seed2", "cv/fold1", "--operating-point-from", "seeds"], "not a K-fold family")):
+                        (["seed2", "cv/fold0", "--operating-point-from", "seed2"], "not a family with a fitted"),
+                        (["seed2", "cv/fold1", "--operating-point-from", "two-folds"], "not a family with a fitted")):
         bad = cli.invoke(app, ["ensemble", *args, "--name", "bad"])
         assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, (args, bad.output)

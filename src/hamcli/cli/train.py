@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -240,12 +241,13 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
 
 def ensemble(
     runs: list[str] = typer.Argument(..., metavar="RUN", help="Two or more finished runs of one input size, "
-                                     "e.g. one recipe trained with different --seed values."),
+                                     "e.g. one recipe trained with different --seed values; a checkpoint file, "
+                                     "or a one-file ensemble such as `bundled`, gives all its members."),
     name: str = typer.Option(..., "--name", "-n", help="Name of the ensemble, used like a run name."),
     operating_point_from: Optional[str] = typer.Option(
         None, "--operating-point-from", metavar="FAMILY",
-        help="Use the melanoma operating point that this K-fold family fitted on its out-of-fold predictions "
-             "(train --all-folds --melanoma-sensitivity S): runs refitted on every row have none of their own."),
+        help="Use the melanoma operating point this family fitted (a K-fold family on its out-of-fold "
+             "predictions, an ensemble calibrated on its shared validation rows): refits have none of their own."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run of that name."),
 ) -> None:
     """Use several finished runs as one model: predict, evaluate, export and gradcam take NAME and average
@@ -253,20 +255,23 @@ def ensemble(
     from hamcli.training.folds import combine
 
     family = combine(runs, name, operating_point_from, overwrite)
+    members = json.loads((family / "family.json").read_text())["members"]
     note = f", melanoma operating point from {operating_point_from}" if operating_point_from else ""
-    render.info(f"ensemble {family.name}: {len(runs)} runs ({', '.join(runs)}){note}")
+    render.info(f"ensemble {family.name}: {len(members)} models ({', '.join(members)}){note}")
 
 
 def calibrate(
-    run: str = typer.Argument(..., metavar="RUN", help="A finished run, or a K-fold family (train --all-folds)."),
+    run: str = typer.Argument(..., metavar="RUN", help="A finished run, a K-fold family (train --all-folds), or "
+                              "an ensemble of runs validated on the same rows (hamcli ensemble)."),
     melanoma_sensitivity: float = typer.Option(..., "--melanoma-sensitivity", help="Raise melanoma's score until "
                                                "its sensitivity reaches this (e.g. 0.6) on rows the model never "
                                                "trained on, at some cost in accuracy."),
     fmt: str = output_format(("table", "json")),
     as_json: bool = json_alias(),
 ) -> None:
-    """Choose a run's melanoma operating point again, without training again: on its validation rows (a run)
-    or its out-of-fold predictions (a K-fold family). The test split plays no part."""
+    """Choose a run's melanoma operating point again, without training again: on its validation rows (a run,
+    or an ensemble whose runs share them) or its out-of-fold predictions (a K-fold family). The test split
+    plays no part."""
     from hamcli.training.recalibrate import recalibrate
 
     record = recalibrate(run, melanoma_sensitivity)

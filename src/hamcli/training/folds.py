@@ -24,6 +24,7 @@ from hamcli.runs import (
     is_family,
     new_run_name,
     resolve_checkpoint,
+    resolve_model,
     resolve_run,
     set_latest,
 )
@@ -102,65 +103,96 @@ def out_of_fold(family: Path) -> OutOfFold:
 
 def fit_operating_point(family: Path, target: float) -> dict:
     """The family's melanoma operating point: the smallest offset to the melanoma logit of the averaged
-    prediction that reaches `target` sensitivity on the out-of-fold predictions. Recorded in family.json
-    (and so applied by every command that loads the family) with its effect on those predictions."""
+    prediction that reaches `target` sensitivity on rows no member trained on: a K-fold family's out-of-fold
+    predictions, or the validation rows that every run of an ensemble chose its epoch on. Recorded in
+    family.json (and so applied by every command that loads the family) with its effect on those rows."""
     from hamcli.evaluation.metrics import with_melanoma
     from hamcli.inference.postprocess import Postprocess
     from hamcli.training.calibrate import MELANOMA, choose_bias
 
     info = json.loads((family / "family.json").read_text())
     if info.get("ensemble_of"):
-        raise UsageError(f"{family.name}: an ensemble of separate runs has no out-of-fold predictions to fit an "
-                         "operating point on; give `hamcli ensemble` --operating-point-from a K-fold family")
-    oof = out_of_fold(family)
-    probs, y = oof.probabilities, oof.labels
+        probs, y = shared_validation(family)
+        fitted_on = "the validation rows every member chose its epoch on (none of them trained on these)"
+    else:
+        oof = out_of_fold(family)
+        probs, y = oof.probabilities, oof.labels
+        fitted_on = "out-of-fold validation predictions (each image from the member that did not train on it)"
     logits = np.log(np.clip(probs, 1e-12, 1.0))
     bias = np.zeros(logits.shape[1])
     bias[MELANOMA] = choose_bias(logits, y, target)
     post = Postprocess(bias=tuple(float(b) for b in bias)) if bias.any() else Postprocess()
-    record = {"fitted_on": "out-of-fold validation predictions (each image from the member that did not "
-                           "train on it)", "images": int(len(y)), "melanoma_sensitivity_target": target,
+    record = {"fitted_on": fitted_on, "images": int(len(y)), "melanoma_sensitivity_target": target,
               "melanoma_bias": float(bias[MELANOMA]), "before": with_melanoma(y, logits.argmax(1)),
               "after": with_melanoma(y, (logits + bias).argmax(1))}
     fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record})
     return record
 
 
+def shared_validation(family: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An ensemble of runs' averaged probabilities (each member's own postprocessing, not the family's) and
+    the labels, on the validation rows its members share: runs that chose their epochs on the same rows,
+    such as different architectures trained on one split. Refused where the rows differ or a member is a
+    refit, since some member would then have trained on them."""
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.ensemble import Ensemble, member_name
+    from hamcli.inference.postprocess import Postprocess
+
+    ensemble = Ensemble.load_family(family)
+    rows = {}
+    for member in ensemble.members:
+        if member.ckpt_meta.get("config", {}).get("refit"):
+            raise UsageError(f"{family.name}: member {member_name(member)} is a refit, trained on its validation "
+                             "rows too, so no rows are left to fit an operating point on; give `hamcli ensemble` "
+                             "--operating-point-from a family that has one")
+        rows[member_name(member)] = held_out(member, "val")
+    first = next(iter(rows.values()))
+    if any(val.image_ids != first.image_ids for val in rows.values()):
+        raise UsageError(f"{family.name}: its members were validated on different rows (other prepared data, "
+                         f"fold or --seed: {', '.join(rows)}), so each trained on rows another validated on; "
+                         "give `hamcli ensemble` --operating-point-from a family that has an operating point")
+    ensemble.post = Postprocess()
+    return ensemble.probabilities(first.images).astype(np.float64), first.y_true
+
+
 def combine(runs: list[str], name: str, operating_point_from: str | None = None, overwrite: bool = False) -> Path:
     """A family whose members are finished runs, so that predict, evaluate, export and bundle_model use their
-    average. Each member's best.pt is hard-linked (else copied) into the family, so that training a run
-    of the same name again later does not change the ensemble. Runs refitted on every row (`--refit`)
-    have no held-out rows left to fit an operating point on: `operating_point_from` copies the one a K-fold
-    family of the same recipe fitted on its out-of-fold predictions (`fit_operating_point`)."""
+    average. A member may also be a checkpoint file, and a one-file ensemble (the bundled model, say)
+    gives all its members, so that runs of one's own can join them. Each member's best.pt is hard-linked
+    (else copied) into the family, so that training a run of the same name again later does not change the
+    ensemble. Runs refitted on every row (`--refit`) have no held-out rows left to fit an operating point
+    on: `operating_point_from` copies the one another family fitted (`fit_operating_point`)."""
     from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.predictor import Predictor
 
-    dirs = [resolve_run(r) for r in runs]
-    names = [d.name for d in dirs]
-    if len({d.resolve() for d in dirs}) < 2:
+    sources = [source for ref in runs for source in _member_sources(ref)]
+    names = [member for member, _ in sources]
+    if len(sources) < 2 or len({str(c.resolve()) if isinstance(c, Path) else id(c) for _, c in sources}) < 2:
         raise UsageError("hamcli ensemble: name at least two different runs")
     if len(set(names)) < len(names):
         raise UsageError(f"hamcli ensemble: two runs are both named {max(names, key=names.count)!r}; an "
                          "ensemble's members need names of their own")
-    for run, run_dir in zip(runs, dirs, strict=True):
-        if is_family(run_dir):
-            raise UsageError(f"{run}: already an ensemble (of {len(family_members(run_dir))}); name its runs instead")
-    checkpoints = [finished_checkpoint(d, f"hamcli ensemble {run}") for run, d in zip(runs, dirs, strict=True)]
-    members = [Predictor.load(c) for c in checkpoints]
+    members = [Predictor.load(c) if isinstance(c, Path) else Predictor.from_checkpoint(c, Path(n)) for n, c in sources]
     Ensemble(members, Path(name))  # refuses members trained with different inputs
     record: dict = {}
     if operating_point_from is not None:
         source = resolve_run(operating_point_from)
         record = json.loads((source / "family.json").read_text()) if is_family(source) else {}
-        if not record.get("postprocess") or record.get("ensemble_of"):
-            raise UsageError(f"--operating-point-from {operating_point_from}: not a K-fold family with a fitted "
-                             "operating point; train one with `hamcli train --all-folds --melanoma-sensitivity S`")
+        if not record.get("postprocess"):
+            raise UsageError(f"--operating-point-from {operating_point_from}: not a family with a fitted operating "
+                             "point; fit one with `hamcli calibrate FAMILY --melanoma-sensitivity S` (or train "
+                             "`--all-folds --melanoma-sensitivity S`)")
         record = {"postprocess": record["postprocess"],
                   "calibration": {**record.get("calibration", {}), "copied_from": source.name}}
     first = members[0].ckpt_meta["config"]
     with slots.replace(paths.runs_dir(), name, "run", overwrite) as family:
-        for member, ckpt in zip(names, checkpoints, strict=True):
+        for member, ckpt in sources:
             (family / member).mkdir()
+            if isinstance(ckpt, dict):  # unpacked from a one-file ensemble
+                import torch
+
+                torch.save(ckpt, family / member / "best.pt")
+                continue
             try:
                 os.link(ckpt, family / member / "best.pt")
             except OSError:  # another file system, or no hard links: a copy
@@ -173,3 +205,24 @@ def combine(runs: list[str], name: str, operating_point_from: str | None = None,
         fsio.write_json(family / "config.json", {**first, "name": name, "ensemble_of": runs})
     set_latest(paths.runs_dir() / name)
     return paths.runs_dir() / name
+
+
+def _member_sources(ref: str) -> list[tuple[str, Path | dict]]:
+    """What one `hamcli ensemble` argument contributes: a finished run's best.pt, a checkpoint file, or each
+    member of a one-file ensemble (as a checkpoint of its own, named as the ensemble recorded it)."""
+    target = resolve_model(ref)
+    if target.is_dir():
+        if is_family(target):
+            raise UsageError(f"{ref}: already an ensemble (of {len(family_members(target))}); name its runs instead")
+        return [(target.name, finished_checkpoint(target, f"hamcli ensemble {ref}"))]
+    ckpt = checkpoint.load(target)
+    if "members" not in ckpt:
+        return [(target.stem, target)]
+    shared = {k: v for k, v in ckpt.items() if k not in ("members", "postprocess", "calibration", "bundle")}
+    unpacked = []
+    for member in ckpt["members"]:
+        data = dict(shared["data"])
+        if member.get("config", {}).get("data"):  # the prepared dataset its fingerprint is of
+            data["name"] = member["config"]["data"]
+        unpacked.append((str(member["member"]), {**shared, **member, "data": data, "unpacked_from": str(target)}))
+    return unpacked
