@@ -565,3 +565,27 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
                         (["seed2", "cv/fold1", "--operating-point-from", "two-folds"], "not a family with a fitted")):
         bad = cli.invoke(app, ["ensemble", *args, "--name", "bad"])
         assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, (args, bad.output)
+
+
+def test_val_seed_lets_runs_of_several_seeds_validate_on_the_same_rows(prepared_tiny):
+    from hamcli.data.prepare import PrepareConfig, prepare
+    from hamcli.evaluation.scoring import held_out
+    from hamcli.inference.load import load_model
+
+    prepare(name="carve", config=PrepareConfig(split="80/20", size="32"))  # no val split: runs carve their own
+    fast = {**FAST, "data": "carve", "max_batches": 1}
+    for name, seed, val_seed in (("s1", 1, 7), ("s2", 2, 7), ("s2-own", 2, None)):
+        runner.train(TrainConfig(arch="lenet", name=name, seed=seed, val_seed=val_seed, **fast))
+    rows = {name: held_out(load_model(name), "val").image_ids for name in ("s1", "s2", "s2-own")}
+    assert rows["s1"] == rows["s2"] and rows["s2"] != rows["s2-own"]
+    ckpt = checkpoint.load(paths.runs_dir() / "s2" / "best.pt")
+    assert ckpt["data"]["val_source"] == "lesion-grouped 15% of train" and ckpt["config"]["val_seed"] == 7
+    assert "val_seed = 7" in (paths.runs_dir() / "s2" / "config.toml").read_text()
+    # so an ensemble of the two seeds has rows to fit its operating point on, which neither trained on
+    assert cli.invoke(app, ["ensemble", "s1", "s2", "--name", "pair"]).exit_code == 0
+    fitted = cli.invoke(app, ["calibrate", "pair", "--melanoma-sensitivity", "0.5", "--json"])
+    assert fitted.exit_code == 0 and json.loads(fitted.stdout)["images"] == len(rows["s1"]), fitted.output
+    mixed = cli.invoke(app, ["ensemble", "s1", "s2-own", "--name", "mixed"])
+    assert mixed.exit_code == 0
+    refused = cli.invoke(app, ["calibrate", "mixed", "--melanoma-sensitivity", "0.5"])
+    assert refused.exit_code == 2 and "validated on different rows" in refused.output, refused.output

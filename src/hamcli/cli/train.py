@@ -99,7 +99,10 @@ def train(
     augment: str = typer.Option("light", "--augment", **choice(AUGMENTS, "Augmentation strength.")),
     fold: Optional[int] = typer.Option(None, "--fold", help="Validate on fold K of a prepared --folds dataset."),
     all_folds: bool = flag("--all-folds", help="Train one model per fold; report mean and std."),
-    seed: int = typer.Option(42, "--seed", help="Seed for initialisation, order and augmentation."),
+    seed: int = typer.Option(42, "--seed", help="Seed for initialisation, order and augmentation (and the "
+                             "validation carve-out, unless --val-seed)."),
+    val_seed: Optional[int] = typer.Option(None, "--val-seed", help="Seed of the validation carve-out alone, so "
+                                           "that runs of several --seed values validate on the same rows."),
     pretrained: bool = typer.Option(False, "--pretrained/--no-pretrained", metavar="",
                                     help="Start from ImageNet weights (`hamcli models` says which are here)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this file: ImageNet weights "

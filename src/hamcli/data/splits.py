@@ -119,6 +119,13 @@ def leaked_lesions(table: pd.DataFrame, split: np.ndarray) -> int:
     return int((parts > 1).sum())
 
 
+def carve_seed(config: dict) -> int:
+    """The seed a run's validation carve-out was drawn with, from its recorded options: `--val-seed`,
+    else `--seed` (which also seeds initialisation, order and augmentation)."""
+    chosen = config.get("val_seed")
+    return int(config.get("seed", 42) if chosen is None else chosen)
+
+
 def train_val_rows(manifest: pd.DataFrame, fold: int | None, seed: int, name: str = "the prepared dataset"
                    ) -> tuple[np.ndarray, np.ndarray, str]:
     """The rows a run trains and validates on: fold `fold`, the val split, or a lesion-grouped 85/15

@@ -32,7 +32,7 @@ class EvalSet:
 def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     """The run's test split, or (`split="val"`) the validation rows it selected its epoch on, from the
     prepared dataset it was trained on, checked by fingerprint."""
-    from hamcli.data.splits import train_val_rows
+    from hamcli.data.splits import carve_seed, train_val_rows
 
     card = predictor.card
     if "bundle" in predictor.ckpt_meta:
@@ -50,7 +50,7 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     m = prepared.manifest
     if split == "val":
         config = predictor.ckpt_meta.get("config", {})
-        rows = train_val_rows(m, config.get("fold"), int(config.get("seed", 42)), prepared.name)[1]
+        rows = train_val_rows(m, config.get("fold"), carve_seed(config), prepared.name)[1]
     else:
         rows = np.flatnonzero(m["split"].to_numpy() == "test")
     if not len(rows):

@@ -52,6 +52,7 @@ class TrainConfig:
     augment: str = "light"
     fold: int | None = None
     seed: int = 42
+    val_seed: int | None = None  # the validation carve-out's seed (None: seed), so seeds can share val rows
     pretrained: bool = False
     weights: str | None = None
     freeze_backbone: bool = False

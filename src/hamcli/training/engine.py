@@ -22,6 +22,7 @@ import hamcli.slots as slots
 from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
+from hamcli.data.splits import carve_seed
 from hamcli.errors import HamcliError
 from hamcli.evaluation.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
@@ -62,7 +63,7 @@ class Trainer:
         self.dist = distributed.context()
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
-        self.data: TrainData = select(self.prepared, cfg.fold, cfg.seed, refit=bool(cfg.refit))
+        self.data: TrainData = select(self.prepared, cfg.fold, carve_seed(asdict(cfg)), refit=bool(cfg.refit))
         self.spec = get_spec(cfg.arch)
         self.size = self.prepared.size
         self.preprocess = Preprocess(self.size, self.spec.mean, self.spec.std)
