@@ -108,7 +108,7 @@ def main() -> None:
 
     shared = ("format_version", "hamcli_version", "classes", "arch", "preprocess", "precision", "started_from",
               "weights")
-    own = ("epoch", "metrics", "postprocess", "calibration", "config")
+    own = ("arch", "started_from", "precision", "epoch", "metrics", "postprocess", "calibration", "config")
     bundle = {k: v for k, v in ckpts[0].items() if k in shared}
     seen = sorted({i for c in ckpts for i in c["data"]["seen_image_ids"]})
     bundle["data"] = {**ckpts[0]["data"], "name": "ham10000-dev", "seen_image_ids": seen}

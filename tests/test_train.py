@@ -589,3 +589,34 @@ def test_val_seed_lets_runs_of_several_seeds_validate_on_the_same_rows(prepared_
     assert mixed.exit_code == 0
     refused = cli.invoke(app, ["calibrate", "mixed", "--melanoma-sensitivity", "0.5"])
     assert refused.exit_code == 2 and "validated on different rows" in refused.output, refused.output
+
+
+def test_an_ensemble_of_two_architectures_predicts_explains_and_bundles_as_one(prepared_tiny, tmp_path):
+    from conftest import class_image
+    from hamcli.explain.maps import default_layer, explain
+    from hamcli.inference.load import load_model
+
+    for arch in ("lenet", "cnn"):
+        runner.train(TrainConfig(arch=arch, name=arch, max_batches=1, **FAST))
+    assert cli.invoke(app, ["ensemble", "lenet", "cnn", "--name", "two"]).exit_code == 0
+    two = load_model("two")
+    assert two.card.arch == "lenet x1 + cnn x1"
+    image = tmp_path / "lesion.jpg"
+    class_image(4, 100, (60, 45)).save(image)
+    result = explain(two, image)  # each member explained at its own default layer
+    layers = [default_layer(m)[0] for m in two.members]
+    assert layers[0] != layers[1] and result.layer == " + ".join(layers)
+    assert result.predicted == two.predict(image).code
+    cam = cli.invoke(app, ["gradcam", str(image), "-m", "two", "-o", str(tmp_path / "two.png")])
+    assert cam.exit_code == 0 and (tmp_path / "two.png").exists(), cam.output
+    listed = cli.invoke(app, ["gradcam", "--list-layers", "-m", "two"])
+    assert listed.exit_code == 0 and layers[0] in listed.stdout, listed.output
+    # One file keeps each member's architecture.
+    out = tmp_path / "two.pt"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bundle_model.py"), "two", "--out", str(out),
+                           "--results", str(tmp_path / "r.json"), "--bootstrap", "20"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = load_model(out)
+    assert [m.card.arch for m in one.members] == ["lenet", "cnn"]
+    np.testing.assert_allclose(one.predict(image).probabilities["nv"], two.predict(image).probabilities["nv"],
+                               atol=2e-3)  # fp16 storage where it changes no top class

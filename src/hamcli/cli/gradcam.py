@@ -80,8 +80,9 @@ def gradcam(
         render.info(f"{predictor.family.name} is an ensemble of {len(predictor.members)} models: each map is "
                     "the mean of theirs, for the class the ensemble predicts")
     if list_layers:
-        default, _ = explain.default_layer(predictor)
-        for name, shape in explain.list_layers(predictor):
+        network = predictor.members[0] if isinstance(predictor, Ensemble) else predictor  # (a member's layers)
+        default, _ = explain.default_layer(network)
+        for name, shape in explain.list_layers(network):
             mark = "   (default)" if name == default else ""
             render.out.print(f"{name}\t{'x'.join(map(str, shape))}{mark}", highlight=False, markup=False)
         return

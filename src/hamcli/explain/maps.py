@@ -107,29 +107,27 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
 
     cam_cls = get_method(method)
     members = list(getattr(predictor, "members", None) or [predictor])
-    if layer is None:
-        layer, map_size = default_layer(members[0])
-    else:
-        map_size = feature_map_sizes(members[0].model, members[0].input_size, (layer,)).get(layer, (0, 0))
+    layers = [layer or default_layer(m)[0] for m in members]  # members may be of different architectures
+    map_size = feature_map_sizes(members[0].model, members[0].input_size, (layers[0],)).get(layers[0], (0, 0))
     original = open_rgb(item)  # full resolution, for the overlay
     # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does,
     # so the explained probabilities are the ones predict reports.
     pixels = load(item, predictor.input_size)
     if len(members) == 1:
-        heat, probs = _member_map(predictor, cam_cls(predictor.model, layer), pixels, original,
+        heat, probs = _member_map(predictor, cam_cls(predictor.model, layers[0]), pixels, original,
                                   _target(target, predictor))
     else:
         _target(target, predictor)  # refuses an unknown class before any work
         probs = predictor.probabilities(pixels[None])[0]
         index = torch.tensor([int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]])
-        heat = np.mean([_member_map(m, cam_cls(m.model, layer), pixels, original, index)[0] for m in members],
-                       axis=0, dtype=np.float32)
+        heat = np.mean([_member_map(m, cam_cls(m.model, name), pixels, original, index)[0]
+                        for m, name in zip(members, layers, strict=True)], axis=0, dtype=np.float32)
         heat = heat / heat.max() if heat.max() > 0 else heat
     index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
     predicted = int(probs.argmax())
     return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, heat,
                        CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
-                       method, layer, map_size)
+                       method, " + ".join(dict.fromkeys(layers)), map_size)
 
 
 def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.Image, chosen  # noqa: ANN001

@@ -36,7 +36,9 @@ class Ensemble(Predictor):
                                  f"({first.preprocess} and {m.preprocess}); evaluate them one by one")
         self.members = members
         self.family = family
-        self.card = replace(first.card, path=family)
+        archs = [m.card.arch for m in members]  # one input, not necessarily one architecture
+        arch = archs[0] if len(set(archs)) == 1 else " + ".join(f"{a} x{archs.count(a)}" for a in dict.fromkeys(archs))
+        self.card = replace(first.card, path=family, arch=arch)
         if meta is None:
             seen = sorted({i for m in members for i in m.ckpt_meta.get("data", {}).get("seen_image_ids", ())})
             meta = {**first.ckpt_meta, "data": {**first.ckpt_meta.get("data", {}), "seen_image_ids": seen}}
@@ -68,7 +70,7 @@ class Ensemble(Predictor):
         return (z / z.sum(1, keepdims=True)).astype(np.float32)
 
     def batch_precision(self, batch_size: int = 64) -> Precision:
-        """The members share an architecture and input size, so the first one's measured choice holds."""
+        """The first member's measured choice, reported for the ensemble (each member predicts in its own)."""
         return self.members[0].batch_precision(batch_size)
 
 
