@@ -52,6 +52,17 @@ RECIPES: dict[str, dict] = {
     "lite0-square-8-refit-x3": {"size": "150", "ensemble": ["lite0-square-8-refit", "lite0-square-8-refit-s1",
                                                             "lite0-square-8-refit-s2"],
                                 "operating_point_from": "lite0-square-8-k3", "train": []},
+    # rule 6 (docs/benchmarks.md): three refits of lite2-square-8, and the six-member average of them and the
+    # three bundled Lite0 refits (`lite0-x3.pt` under --home: a copy of the bundle as rule 6 found it), with
+    # the operating point fitted on the validation rows shared by lite0-square-8 and lite2-square-8
+    "lite2-square-8-refit": {"size": "150", "refit": "lite2-square-8", "train": []},
+    "lite2-square-8-refit-s1": {"size": "150", "refit": "lite2-square-8", "train": ["--seed", "1"]},
+    "lite2-square-8-refit-s2": {"size": "150", "refit": "lite2-square-8", "train": ["--seed", "2"]},
+    "lite0-lite2-square-8": {"size": "150", "ensemble": ["lite0-square-8", "lite2-square-8"], "train": [],
+                             "calibrate": 0.6},
+    "lite0-x3-lite2-x3": {"size": "150", "files": ["lite0-x3.pt"],
+                          "ensemble": ["lite2-square-8-refit", "lite2-square-8-refit-s1", "lite2-square-8-refit-s2"],
+                          "operating_point_from": "lite0-lite2-square-8", "train": []},
     "lite0-frame-266-8": {"size": "266x200", "train": ["--arch", "efficientnet_lite0", "--freeze-early", "4",
                                                         "--class-weight", "sqrt", *FINE]},
     "lite0-frozen-8": {"size": "200x150", "train": ["--arch", "efficientnet_lite0", "--freeze-backbone",
@@ -104,11 +115,11 @@ def scores(run: str, env: dict, split: str, tta: bool, bootstrap: int) -> dict:
     return out
 
 
-def plain_scores(run: str, home: Path, bootstrap: int) -> dict:
-    """Test figures of an ensemble's average without its own operating point (the members' own kept)."""
+def plain_scores(run: str, home: Path, bootstrap: int, split: str = "test") -> dict:
+    """Figures of an ensemble's average without its own operating point (the members' own kept)."""
     code = (f"import json, hamcli; from hamcli.evaluation.scoring import score; "
             f"from hamcli.inference.postprocess import Postprocess; p = hamcli.load_model({run!r}); "
-            f"p.post = Postprocess(); m = score(p, ci=True, bootstrap={bootstrap})['metrics']; "
+            f"p.post = Postprocess(); m = score(p, ci=True, bootstrap={bootstrap}, split={split!r})['metrics']; "
             f"print(json.dumps({{k: round(float(m[k]), 4) for k in {KEPT!r}}} | {{'ci95': m['ci95']}}))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
                          capture_output=True, text=True, check=True).stdout
@@ -168,16 +179,22 @@ def main() -> None:
             train = ["train", "--refit", f"acc-{recipe['refit']}", *recipe["train"], "--name", f"acc-{name}", "-q"]
         ensemble = recipe.get("ensemble", [])
         if ensemble:
-            train = ["ensemble", *[f"acc-{m}" for m in ensemble], "--name", f"acc-{name}", "--operating-point-from",
-                     f"acc-{recipe['operating_point_from']}", "--overwrite"]
+            source = recipe.get("operating_point_from")
+            train = ["ensemble", *[str(args.home / f) for f in recipe.get("files", [])],
+                     *[f"acc-{m}" for m in ensemble], "--name", f"acc-{name}", "--overwrite",
+                     *(["--operating-point-from", f"acc-{source}"] if source else [])]
         start = time.perf_counter()
         if not args.score_only:
             hamcli(train, env)
+            if recipe.get("calibrate"):  # on the validation rows its members share
+                hamcli(["calibrate", f"acc-{name}", "--melanoma-sensitivity", str(recipe["calibrate"])], env)
         wall = (time.perf_counter() - start) / 60
         run_dir = args.home / "data" / "runs" / f"acc-{name}"
+        family = json.loads((run_dir / "family.json").read_text()) if ensemble else {}
         members = ([run_dir / f"fold{k}" for k in range(folds)] if folds else
-                   [run_dir / f"acc-{m}" for m in ensemble] if ensemble else [run_dir])
-        folds = folds or len(ensemble)  # an ensemble is scored like a family
+                   [run_dir / m for m in family["members"]] if ensemble else [run_dir])
+        folds = folds or len(members) * bool(ensemble)  # an ensemble is scored like a family
+        members = [m for m in members if (m / "metrics.json").exists()]  # a bundle's members keep no records
         metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
         row = {"recipe": name, "prepare": "hamcli " + " ".join(prepare), "train": "hamcli " + " ".join(train),
                "wall_minutes": None if args.score_only else round(wall, 1),
@@ -196,13 +213,18 @@ def main() -> None:
         row["train_precision"] = [train_precision(m) for m in members] if folds else train_precision(run_dir)
         if recipe.get("refit"):
             row["refit_of"] = f"acc-{recipe['refit']}"
-        for split in ("test",) if folds or recipe.get("refit") else ("val", "test"):
+        shared_val = recipe.get("calibrate")  # an ensemble of runs validated on the same rows
+        for split in ("val", "test") if shared_val or not (folds or recipe.get("refit")) else ("test",):
             for tta in (False, True):
                 row[f"{split}{'_tta' if tta else ''}"] = scores(f"acc-{name}", env, split, tta, args.bootstrap)
-        if folds:  # no image is outside every member's training: validation is the out-of-fold record
+        if shared_val:
+            row["calibration"] = json.loads((run_dir / "family.json").read_text()).get("calibration", {})
+        elif folds:  # no image is outside every member's training: validation is the out-of-fold record
             row["val"] = {**json.loads((run_dir / "family.json").read_text()).get("calibration", {})}
         if ensemble:  # for information only: the average without the copied operating point
-            row["test_without_operating_point"] = plain_scores(f"acc-{name}", args.home, args.bootstrap)
+            for split in ("val", "test") if shared_val else ("test",):
+                row[f"{split}_without_operating_point"] = plain_scores(f"acc-{name}", args.home, args.bootstrap,
+                                                                        split)
         args.results_file.parent.mkdir(parents=True, exist_ok=True)
         with open(args.results_file, "a") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -441,7 +441,9 @@ def test_refit_trains_on_training_and_validation_rows_and_reuses_the_postprocess
     assert bad.exit_code == 2 and "a refit has no validation rows of its own; calibrate tiny-lenet" in bad.output
     assert cli.invoke(app, ["ensemble", "tiny-lenet", "refit", "--name", "with-refit"]).exit_code == 0
     bad = cli.invoke(app, ["calibrate", "with-refit", "--melanoma-sensitivity", "0.6"])
-    assert bad.exit_code == 2 and "member refit is a refit, trained on its validation rows" in bad.output, bad.output
+    assert bad.exit_code == 2 and "a refit trains on its validation rows too" in bad.output, bad.output
+    bad = cli.invoke(app, ["evaluate", "refit", "--split", "val"])  # they are rows it trained on
+    assert bad.exit_code == 2 and "score its source run 'tiny-lenet' with --split val" in bad.output, bad.output
 
 
 def test_calibrate_refits_a_runs_operating_point_on_its_validation_rows(trained_run):
@@ -519,6 +521,10 @@ def test_ensemble_of_runs_averages_them_with_a_family_operating_point(prepared_t
     shared = json.loads((paths.runs_dir() / "shared" / "family.json").read_text())
     assert (shared["postprocess"].get("bias") or [0.0] * 7)[MELANOMA] == pytest.approx(bias) and bias > 0
     assert json.loads((paths.runs_dir() / "shared" / "config.json").read_text())["melanoma_sensitivity"] == 0.9
+    on_val = cli.invoke(app, ["evaluate", "shared", "--split", "val", "--json"])  # the same rows, scored
+    assert on_val.exit_code == 0 and json.loads(on_val.stdout)["metrics"]["images"] == len(val.y_true), on_val.output
+    folds_val = cli.invoke(app, ["evaluate", "cv", "--split", "val"])
+    assert folds_val.exit_code == 2 and "validated on different rows" in folds_val.output, folds_val.output
     # Members validated on different rows (two folds) would each have trained on the other's: refused.
     assert cli.invoke(app, ["ensemble", "cv/fold0", "cv/fold1", "--name", "two-folds"]).exit_code == 0
     refused = cli.invoke(app, ["calibrate", "two-folds", "--melanoma-sensitivity", "0.9"])

@@ -31,9 +31,12 @@ class EvalSet:
 
 def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     """The run's test split, or (`split="val"`) the validation rows it selected its epoch on, from the
-    prepared dataset it was trained on, checked by fingerprint."""
+    prepared dataset it was trained on, checked by fingerprint. An ensemble's validation rows are those
+    all its members chose their epochs on, where they are the same rows."""
     from hamcli.data.splits import carve_seed, train_val_rows
 
+    if split == "val" and isinstance(predictor, Ensemble):
+        return _shared_validation(predictor)
     card = predictor.card
     if "bundle" in predictor.ckpt_meta:
         raise NotFoundError(f"{card.path}: the bundled model's {split} split does not ship with hamcli; score a "
@@ -50,6 +53,10 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     m = prepared.manifest
     if split == "val":
         config = predictor.ckpt_meta.get("config", {})
+        if config.get("refit"):
+            raise UsageError(f"{card.path}: a refit trains on its validation rows too, so none are held out; "
+                             f"score its source run {config['refit']!r} with --split val, or this one on its test "
+                             "split (`hamcli ensemble --operating-point-from` gives refits an operating point)")
         rows = train_val_rows(m, config.get("fold"), carve_seed(config), prepared.name)[1]
     else:
         rows = np.flatnonzero(m["split"].to_numpy() == "test")
@@ -58,6 +65,18 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     images = prepared.images()[rows]
     return EvalSet(f"{prepared.name} ({split} split)", m["image_id"].iloc[rows].tolist(),
                    m["lesion_id"].iloc[rows].tolist(), encode(m["dx"].iloc[rows]), np.asarray(images))
+
+
+def _shared_validation(ensemble: Ensemble) -> EvalSet:
+    from hamcli.inference.ensemble import member_name
+
+    sets = [held_out(member, "val") for member in ensemble.members]
+    if any(val.image_ids != sets[0].image_ids for val in sets):
+        raise UsageError(f"{ensemble.family.name}: its members ({', '.join(map(member_name, ensemble.members))}) "
+                         "were validated on different rows (a K-fold family's folds, or runs of other prepared data, "
+                         "fold or --seed), so no rows are held out from all of them: score it on its test split "
+                         "(`hamcli ensemble --operating-point-from` takes another family's operating point)")
+    return sets[0]
 
 
 def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
@@ -94,9 +113,6 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
 def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta: bool = False,
           bootstrap: int = 1000, batch_size: int = 64, split: str = "test") -> dict:
     """Metrics (and per-image predictions) for a loaded model: a run's Predictor or a family's Ensemble."""
-    if split == "val" and isinstance(predictor, Ensemble):
-        raise UsageError(f"{predictor.family}: each fold of a K-fold family has its own validation rows; "
-                         "evaluate a fold with --split val, or the family on its test split")
     evalset = labelled_folder(data, predictor) if data else held_out(predictor, split)
     probs = predictor.probabilities(evalset.images, batch_size=batch_size, tta=tta)
     train_counts = predictor.ckpt_meta.get("data", {}).get("train_counts")

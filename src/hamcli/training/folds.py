@@ -132,27 +132,16 @@ def fit_operating_point(family: Path, target: float) -> dict:
 def shared_validation(family: Path) -> tuple[np.ndarray, np.ndarray]:
     """An ensemble of runs' averaged probabilities (each member's own postprocessing, not the family's) and
     the labels, on the validation rows its members share: runs that chose their epochs on the same rows,
-    such as different architectures trained on one split. Refused where the rows differ or a member is a
-    refit, since some member would then have trained on them."""
+    such as different architectures trained on one split (`held_out` refuses members validated on
+    different rows, and refits, which trained on theirs)."""
     from hamcli.evaluation.scoring import held_out
-    from hamcli.inference.ensemble import Ensemble, member_name
+    from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.postprocess import Postprocess
 
     ensemble = Ensemble.load_family(family)
-    rows = {}
-    for member in ensemble.members:
-        if member.ckpt_meta.get("config", {}).get("refit"):
-            raise UsageError(f"{family.name}: member {member_name(member)} is a refit, trained on its validation "
-                             "rows too, so no rows are left to fit an operating point on; give `hamcli ensemble` "
-                             "--operating-point-from a family that has one")
-        rows[member_name(member)] = held_out(member, "val")
-    first = next(iter(rows.values()))
-    if any(val.image_ids != first.image_ids for val in rows.values()):
-        raise UsageError(f"{family.name}: its members were validated on different rows (other prepared data, "
-                         f"fold or --seed: {', '.join(rows)}), so each trained on rows another validated on; "
-                         "give `hamcli ensemble` --operating-point-from a family that has an operating point")
     ensemble.post = Postprocess()
-    return ensemble.probabilities(first.images).astype(np.float64), first.y_true
+    val = held_out(ensemble, "val")
+    return ensemble.probabilities(val.images).astype(np.float64), val.y_true
 
 
 def combine(runs: list[str], name: str, operating_point_from: str | None = None, overwrite: bool = False) -> Path:
