@@ -44,6 +44,16 @@ def test_predict_gives_the_json_of_hamcli_predict(client, tmp_path):
     assert row["probabilities"] == pytest.approx(cli["probabilities"], abs=1e-5)
 
 
+def test_an_upload_is_decoded_once_for_its_check_and_its_prediction(client, monkeypatch):
+    from hamcli.data import preprocess
+
+    calls = []
+    real = preprocess.decode_bytes
+    monkeypatch.setattr(preprocess, "decode_bytes", lambda *a, **k: calls.append(a[2:]) or real(*a, **k))
+    response = client.post("/api/predict", files={"file": ("lesion.jpg", SAMPLE.read_bytes(), "image/jpeg")})
+    assert response.status_code == 200 and len(calls) == 1
+
+
 def test_gradcam_is_a_png_overlay_of_the_upload(client):
     response = client.post("/api/gradcam", files={"file": ("x.jpg", SAMPLE.read_bytes(), "image/jpeg")},
                            data={"method": "gradcam++"})

@@ -19,7 +19,7 @@ import stat
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +80,17 @@ class Upload:
 
     data: bytes
     label: str = "upload"
+    _decoded: dict = field(default_factory=dict, compare=False, repr=False)  # target -> image, decoded once
 
     def __str__(self) -> str:
         return self.label
+
+    def decode(self, target: tuple[int, int] | None = None) -> Image.Image:
+        """The image as `decode_bytes` gives it; checking an upload and predicting it decode it once."""
+        key = tuple(target) if target else None
+        if key not in self._decoded:
+            self._decoded[key] = decode_bytes(self.data, self.label, key)
+        return self._decoded[key].copy()
 
 
 def open_rgb(source: str | Path | Image.Image | Upload, target: tuple[int, int] | None = None) -> Image.Image:
@@ -91,7 +99,7 @@ def open_rgb(source: str | Path | Image.Image | Upload, target: tuple[int, int] 
     `target` (height, width) lets JPEGs decode at a reduced scale that still covers it.
     """
     if isinstance(source, Upload):
-        return decode_bytes(source.data, source.label, target)
+        return source.decode(target)
     if isinstance(source, Image.Image):
         filename = getattr(source, "filename", "")
         if not (filename and Path(filename).is_file()):

@@ -43,7 +43,7 @@ def model_info(predictor: Any) -> dict:
 
 def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, device: str = "auto") -> FastAPI:
     """The FastAPI application for `model` (a run, checkpoint, family or "bundled"; None: the default)."""
-    from hamcli.data.preprocess import ImageReadError, Upload, decode_bytes
+    from hamcli.data.preprocess import ImageReadError, Upload
     from hamcli.errors import UsageError
     from hamcli.explain.maps import explain
     from hamcli.explain.overlay import overlay, panel
@@ -80,12 +80,13 @@ def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, d
             raise Rejected(400, "no `file` field in the form")
         data = await item.read()
         label = Path(item.filename or "upload").name
-        try:  # check it now, for a clear status; the model decodes it again as it would the file on disk
-            decode_bytes(data, label, predictor.input_size)
+        image = Upload(data, label)
+        try:  # decode it now, for a clear status; the model reuses these pixels, as it would read the file on disk
+            image.decode(predictor.input_size)
         except ImageReadError as exc:
             raise Rejected(STATUS.get(exc.kind, 422), str(exc)) from None
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return Upload(data, label), label, fields
+        return image, label, fields
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
