@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hamcli.models.checkpoint as checkpoint
 from hamcli.inference.ensemble import Ensemble
-from hamcli.inference.predictor import Predictor
-from hamcli.runs import is_family, resolve_checkpoint, resolve_model
+from hamcli.inference.predictor import Predictor, read_checkpoint
+from hamcli.runs import is_family, resolve_model
 
 
 def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor:
@@ -21,11 +20,7 @@ def load_model(ref: str | Path | None = None, device: str = "auto") -> Predictor
     path = resolve_model(ref)
     if path.is_dir() and is_family(path):
         return Ensemble.load_family(path, device)
-    from hamcli.models.precision import keep_freed_memory
-
-    keep_freed_memory()
-    path = resolve_checkpoint(path)
-    ckpt = checkpoint.load(path)
+    ckpt, path = read_checkpoint(path)
     if "members" in ckpt:
         return Ensemble.from_checkpoint(ckpt, path, device)
     return Predictor.from_checkpoint(ckpt, path, device)

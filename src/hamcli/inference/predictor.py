@@ -54,6 +54,15 @@ class Failure:
     reason: str
 
 
+def read_checkpoint(ref: str | Path | None) -> tuple[dict, Path]:
+    """The checkpoint `ref` names, read and checked, and its path; freed tensor memory is kept for the model."""
+    from hamcli.models.precision import keep_freed_memory
+
+    keep_freed_memory()
+    path = resolve_checkpoint(ref)
+    return checkpoint.load(path), path
+
+
 class Predictor:
     """A model with its recorded preprocessing; `predict` takes paths, PIL images or lists of them."""
 
@@ -73,11 +82,7 @@ class Predictor:
 
     @classmethod
     def load(cls, ref: str | Path | None = None, device: str = "auto") -> Predictor:
-        from hamcli.models.precision import keep_freed_memory
-
-        keep_freed_memory()
-        path = resolve_checkpoint(ref)
-        ckpt = checkpoint.load(path)
+        ckpt, path = read_checkpoint(ref)
         if "members" in ckpt:
             raise ModelError(f"{path}: an ensemble of {len(ckpt['members'])} models; load it with "
                              "hamcli.load_model")
