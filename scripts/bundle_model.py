@@ -8,7 +8,9 @@ bundled checkpoint is the run's best.pt (or the family's members) with its prove
 training data and the licence it inherits, the test-split figures measured here (with 95% bootstrap
 intervals by lesion), and the ids of every image the model was trained or validated on, so that
 `hamcli evaluate --data` leaves those out. Weights are stored in fp16 only if the fp16 copy predicts
-the same top class as the fp32 model on every test image; the script prints how many differ either way.
+the same top class as the fp32 model on every test image, or on all but `--fp16-max-differences N`;
+the script prints how many differ either way. Every figure it records is measured on the weights as
+stored (fp16 values, computed in fp32).
 
 `--melanoma-sensitivity S` first refits the run's postprocessing on its validation rows exactly as
 `hamcli train --melanoma-sensitivity S` does at the end of training (same function, same rows), for a
@@ -67,6 +69,14 @@ def cast(state: dict, dtype: torch.dtype) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
+def as_stored(predictor: Predictor, dtype: torch.dtype) -> Predictor:
+    """`predictor` with its weights rounded to `dtype`, as the bundle stores them (computed in fp32)."""
+    for member in predictor.members if isinstance(predictor, Ensemble) else [predictor]:
+        member.model.load_state_dict(cast(cast(member.model.state_dict(), dtype), torch.float32))
+        member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
+    return predictor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", help="run name or folder (its best.pt is bundled), or a K-fold family")
@@ -76,6 +86,8 @@ def main() -> None:
                         "bundled-model.json", help="where the figures for the model card go")
     parser.add_argument("--melanoma-sensitivity", type=float, default=None,
                         help="refit the operating point on validation first (see hamcli train --help)")
+    parser.add_argument("--fp16-max-differences", type=int, default=0,
+                        help="store fp16 weights if at most this many test images change top class in fp16")
     args = parser.parse_args()
 
     target = resolve_model(args.run)
@@ -93,17 +105,18 @@ def main() -> None:
         if prepared.fingerprint != ckpt["data"]["fingerprint"]:
             raise SystemExit(f"{prepared.root}: changed since the run trained on it")
     predictor = load_model(target)
+    images = scoring.held_out(predictor).images
+    differ_fp16 = top_class_disagreements(predictor, images, [cast(c["state_dict"], torch.float16) for c in ckpts])
+    dtype = torch.float16 if differ_fp16 <= args.fp16_max_differences else torch.float32
+    as_stored(predictor, dtype)
     report = scoring.score(predictor, ci=True, bootstrap=args.bootstrap)["metrics"]
     test = {k: round(float(report[k]), 4) for k in KEPT} | {"images": int(report["images"])}
     test["ci95"] = {k: [round(v[0], 4), round(v[1], 4)] for k, v in report["ci95"].items()}
 
-    images = scoring.held_out(predictor).images
-    differ_fp16 = top_class_disagreements(predictor, images, [cast(c["state_dict"], torch.float16) for c in ckpts])
     # The precision this machine would choose for batches against plain fp32, one image at a time.
     batch = predictor.probabilities(images).argmax(1)
     single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(len(images))]).argmax(1)
     differ_precision = int((batch != single).sum())
-    dtype = torch.float16 if differ_fp16 == 0 else torch.float32
     member = predictor.members[0] if isinstance(predictor, Ensemble) else predictor
 
     shared = ("format_version", "hamcli_version", "classes", "arch", "preprocess", "precision", "started_from",
@@ -129,19 +142,19 @@ def main() -> None:
         "members": len(paths),
         "test_split": f"lesion-grouped 15% of hamcli's HAM10000 dev subset ({test['images']} images, none of "
                       "whose lesions were trained or validated on)",
-        "test": test, "weights_dtype": "fp16" if differ_fp16 == 0 else "fp32",
+        "test": test, "weights_dtype": "fp16" if dtype == torch.float16 else "fp32",
         "fp16_top_class_differences": differ_fp16,
         "batch_precision": member.batch_precision(64).reason,
         "batch_vs_single_top_class_differences": differ_precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
-    full = card_figures(target, args.bootstrap, family)
+    full = card_figures(target, args.bootstrap, family, dtype)
     fsio.write_json(args.results, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
                                   "seen": len(seen), **bundle["bundle"], **full})
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, **bundle["bundle"]}, indent=2))
 
 
-def card_figures(target: Path, bootstrap: int, family: bool) -> dict:
+def card_figures(target: Path, bootstrap: int, family: bool, dtype: torch.dtype) -> dict:
     """Everything the model card quotes: test (and for one run validation), plain and with TTA, per class,
     calibration with and without the fitted temperature. A family's validation figures are its
     out-of-fold record (family.json), since no image is outside every member's training."""
@@ -152,7 +165,7 @@ def card_figures(target: Path, bootstrap: int, family: bool) -> dict:
     from hamcli.inference.postprocess import Postprocess
 
     figures: dict = {}
-    predictor = load_model(target)
+    predictor = as_stored(load_model(target), dtype)
     refit = None if family else predictor.ckpt_meta["config"].get("refit")
     if refit:  # no validation rows of its own: those of the run it refits, which chose epochs and postprocessing
         figures["refit_of"] = refit

@@ -414,6 +414,15 @@ def test_family_operating_point_is_fitted_out_of_fold_and_bundles_as_one_file(pr
     assert isinstance(one, Ensemble) and len(one.members) == 2 and one.post == ensemble.post
     tolerance = 2e-3 if json.loads(results.read_text())["weights_dtype"] == "fp16" else 1e-5
     np.testing.assert_allclose(one.probabilities(images), ensemble.probabilities(images), atol=tolerance)
+    # fp16 storage allowed despite changed top classes: the recorded figures are those of the stored weights.
+    half = subprocess.run([sys.executable, str(ROOT / "scripts" / "bundle_model.py"), "cv", "--out",
+                           str(tmp_path / "half.pt"), "--results", str(tmp_path / "half.json"), "--bootstrap", "20",
+                           "--fp16-max-differences", "100000"], capture_output=True, text=True)
+    assert half.returncode == 0, half.stderr[-2000:]
+    figures = json.loads((tmp_path / "half.json").read_text())
+    stored = load_model(tmp_path / "half.pt").probabilities(images).argmax(1)
+    assert figures["weights_dtype"] == "fp16"
+    assert figures["test"]["accuracy"] == pytest.approx(float((stored == held_out(ensemble).y_true).mean()), abs=1e-4)
     exported = export_onnx(str(out), tmp_path / "one.onnx")  # checked against torch before it is written
     assert exported["max_abs_diff"] < 1e-4
     np.testing.assert_allclose(load_model(tmp_path / "one.onnx").probabilities(images), one.probabilities(images),
