@@ -13,7 +13,7 @@ import hamcli.paths as paths
 from hamcli.errors import NotFoundError, UsageError
 
 BUNDLED = "bundled"
-BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-efficientnet-lite0.pt"
+BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-efficientnet-lite.pt"
 LATEST_FILE = "latest.json"  # in the runs folder: the run started last, the default model
 
 
