@@ -82,9 +82,19 @@ def _load(members: list[Predictor], states: list[dict]) -> None:
         member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
 
 
+def describe(bundle: Path) -> dict:
+    """Write the summary beside a bundle that `hamcli info` reads without importing torch."""
+    predictor = load_model(bundle)
+    record = torch.load(bundle, map_location="cpu", weights_only=True)["bundle"]
+    summary = {"arch": predictor.card.arch, "members": record["members"], "weights_dtype": record["weights_dtype"],
+               "test": {k: v for k, v in record["test"].items() if k != "ci95"}}
+    fsio.write_json(bundle.with_suffix(".json"), summary)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("run", help="run name or folder (its best.pt is bundled), or a K-fold family")
+    parser.add_argument("run", nargs="?", help="run name or folder (its best.pt is bundled), or a K-fold family")
     parser.add_argument("--out", type=Path, default=BUNDLED_FILE)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--results", type=Path, default=Path(__file__).parents[1] / "bench" / "results" /
@@ -93,7 +103,14 @@ def main() -> None:
                         help="refit the operating point on validation first (see hamcli train --help)")
     parser.add_argument("--fp16-max-differences", type=int, default=0,
                         help="store fp16 weights if at most this many test images change top class in fp16")
+    parser.add_argument("--describe", action="store_true",
+                        help="only write the JSON summary of --out beside it (what `hamcli info` shows)")
     args = parser.parse_args()
+    if args.describe:
+        print(json.dumps(describe(args.out), indent=2))
+        return
+    if args.run is None:
+        parser.error("name the run to bundle (or pass --describe)")
 
     target = resolve_model(args.run)
     family = target.is_dir() and is_family(target)
@@ -153,6 +170,7 @@ def main() -> None:
         "batch_vs_single_top_class_differences": differ_precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
+    describe(args.out)
     full = card_figures(target, args.bootstrap, family, dtype)
     fsio.write_json(args.results, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
                                   "seen": len(seen), **bundle["bundle"], **full})

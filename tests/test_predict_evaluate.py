@@ -130,6 +130,9 @@ def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
                                                      for a in archs)
     assert bundled.classes == CLASS_CODES
     assert "bundle" in bundled.ckpt_meta and len(bundled.ckpt_meta["data"]["seen_image_ids"]) > 1000
+    summary = json.loads(BUNDLED_FILE.with_suffix(".json").read_text())  # what `hamcli info` shows, torch-free
+    assert summary["arch"] == bundled.card.arch and summary["members"] == len(bundled.members)
+    assert summary["test"] == {k: v for k, v in bundled.ckpt_meta["bundle"]["test"].items() if k != "ci95"}
     out = runner.invoke(app, ["predict", str(images), "-f", "json"])
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)

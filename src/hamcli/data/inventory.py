@@ -94,5 +94,5 @@ def _run_row(run: Path) -> dict | None:
 
 
 def _bundled_arch(path: Path) -> str:
-    """The bundled model's architecture, from the checkpoint's name (loading it would need torch)."""
-    return path.stem.removeprefix("ham10000-").replace("-", "_")
+    """The bundled model's architecture, from the summary beside it (loading the checkpoint needs torch)."""
+    return _json(path.with_suffix(".json")).get("arch") or path.stem.removeprefix("ham10000-").replace("-", "_")
