@@ -171,13 +171,13 @@ def main() -> None:
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
     describe(args.out)
-    full = card_figures(target, args.bootstrap, family, dtype)
+    full = card_figures(predictor, target, args.bootstrap, family, report)
     fsio.write_json(args.results, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
                                   "seen": len(seen), **bundle["bundle"], **full})
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, **bundle["bundle"]}, indent=2))
 
 
-def card_figures(target: Path, bootstrap: int, family: bool, dtype: torch.dtype) -> dict:
+def card_figures(predictor: Predictor, target: Path, bootstrap: int, family: bool, test: dict) -> dict:
     """Everything the model card quotes: test (and for one run validation), plain and with TTA, per class,
     calibration with and without the fitted temperature. A family's validation figures are its
     out-of-fold record (family.json), since no image is outside every member's training."""
@@ -188,7 +188,6 @@ def card_figures(target: Path, bootstrap: int, family: bool, dtype: torch.dtype)
     from hamcli.inference.postprocess import Postprocess
 
     figures: dict = {}
-    predictor = as_stored(load_model(target), dtype)
     refit = None if family else predictor.ckpt_meta["config"].get("refit")
     if refit:  # no validation rows of its own: those of the run it refits, which chose epochs and postprocessing
         figures["refit_of"] = refit
@@ -196,7 +195,10 @@ def card_figures(target: Path, bootstrap: int, family: bool, dtype: torch.dtype)
     for split in ("test",) if family else ("test", "val"):
         for tta in (False, True):
             scored = source if split == "val" else predictor
-            r = scoring.score(scored, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
+            if split == "test" and not tta:  # scored already, on the stored weights
+                r = test
+            else:
+                r = scoring.score(scored, ci=True, bootstrap=bootstrap, tta=tta, split=split)["metrics"]
             figures[f"{split}{'_tta' if tta else ''}"] = {k: v for k, v in r.items() if k != "confusion_matrix"} | {
                 "confusion_matrix": r["confusion_matrix"]}
     if family:

@@ -412,6 +412,8 @@ def test_family_operating_point_is_fitted_out_of_fold_and_bundles_as_one_file(pr
     assert done.returncode == 0, done.stderr[-2000:]
     one = load_model(out)
     assert isinstance(one, Ensemble) and len(one.members) == 2 and one.post == ensemble.post
+    summary = json.loads(out.with_suffix(".json").read_text())  # beside the bundle, for `hamcli info`
+    assert summary["arch"] == one.card.arch and summary["members"] == 2
     tolerance = 2e-3 if json.loads(results.read_text())["weights_dtype"] == "fp16" else 1e-5
     np.testing.assert_allclose(one.probabilities(images), ensemble.probabilities(images), atol=tolerance)
     # fp16 storage allowed despite changed top classes: the recorded figures are those of the stored weights.
