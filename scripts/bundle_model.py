@@ -82,11 +82,10 @@ def _load(members: list[Predictor], states: list[dict]) -> None:
         member._fused = None  # noqa: SLF001 - rebuild the folded copy from the new weights
 
 
-def describe(bundle: Path) -> dict:
-    """Write the summary beside a bundle that `hamcli info` reads without importing torch."""
-    predictor = load_model(bundle)
-    record = torch.load(bundle, map_location="cpu", weights_only=True)["bundle"]
-    summary = {"arch": predictor.card.arch, "members": record["members"], "weights_dtype": record["weights_dtype"],
+def describe(bundle: Path, arch: str, record: dict) -> dict:
+    """Write the summary beside a bundle that `hamcli info` reads without importing torch; `record` is the
+    bundle's own `bundle` entry."""
+    summary = {"arch": arch, "members": record["members"], "weights_dtype": record["weights_dtype"],
                "test": {k: v for k, v in record["test"].items() if k != "ci95"}}
     fsio.write_json(bundle.with_suffix(".json"), summary)
     return summary
@@ -107,7 +106,8 @@ def main() -> None:
                         help="only write the JSON summary of --out beside it (what `hamcli info` shows)")
     args = parser.parse_args()
     if args.describe:
-        print(json.dumps(describe(args.out), indent=2))
+        record = torch.load(args.out, map_location="cpu", weights_only=True)["bundle"]
+        print(json.dumps(describe(args.out, load_model(args.out).card.arch, record), indent=2))
         return
     if args.run is None:
         parser.error("name the run to bundle (or pass --describe)")
@@ -170,7 +170,7 @@ def main() -> None:
         "batch_vs_single_top_class_differences": differ_precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
-    describe(args.out)
+    describe(args.out, predictor.card.arch, bundle["bundle"])
     full = card_figures(predictor, target, args.bootstrap, family, report)
     fsio.write_json(args.results, {"out": str(args.out.name), "bytes": args.out.stat().st_size,
                                   "seen": len(seen), **bundle["bundle"], **full})
