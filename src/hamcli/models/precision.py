@@ -1,22 +1,23 @@
-"""Choosing device and numeric precision, by measurement where it matters.
+"""Device and numeric precision, by stated rules that never depend on how busy the machine is.
 
-On CPU, channels-last memory and bf16 autocast (AMX / AVX-512-BF16) speed up large convolutional
-networks several times, while small ones, depthwise convolutions and CPUs that only emulate bf16 can
-be slower; `auto` times a few steps of each candidate (fp32, fp32 + channels-last, bf16 +
-channels-last) and keeps the fastest, remembering the answer per processor, model and size.
+Inference (predict, evaluate, serve, gradcam, export's check, the Python API): fp32 with channels-last
+memory on CPU, for every batch size, so that an image gets the same probabilities alone or among many
+(channels-last keeps them within 1e-6 of each other and of contiguous memory, and runs 2x faster here).
+bf16 or fp16 only when asked (`--precision`); the choice is said on stderr and recorded in the output.
+
+Training on CPU with `--precision auto`: the architecture's row of the committed table
+(`hamcli.models.precision_table`) for what this CPU can do in bf16 (`cpu_bf16_class`), measured once on
+a quiet machine by `bench/precision_table.py`; fp32 + channels-last where the table has no row. A run
+records its choice and the rule that made it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hamcli.fsio as fsio
-import hamcli.paths as paths
 from hamcli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -91,50 +92,39 @@ def keep_freed_memory() -> bool:
                 and mallopt(m_top_pad, 64 << 20))
 
 
-def cpu_supports_bf16() -> bool:
-    import torch
-
+def _cpu_fields() -> dict[str, str]:
     try:
-        return bool(torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") or
-                    torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    return fields
 
 
 def cpu_name() -> str:
-    """The processor's model name (what `lscpu` prints), recorded beside every measured choice."""
+    """The processor's model name (what `lscpu` prints), recorded beside every measured figure."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpu_fields().get("model name") or platform.processor() or platform.machine()
 
 
-def _time(model: torch.nn.Module, x: torch.Tensor, prec: Precision, train: bool, steps: int = 3) -> float:
-    import torch
-
-    model = model.to(memory_format=prec.memory_format).train(train)
-    x = x.contiguous(memory_format=prec.memory_format)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6) if train else None
-    best = float("inf")
-    for i in range(steps + 1):
-        start = time.perf_counter()
-        with prec.autocast(), torch.inference_mode(not train):
-            out = model(x).float()
-        if opt is not None:
-            out.logsumexp(1).mean().backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if i:  # the first step pays for one-off setup
-            best = min(best, time.perf_counter() - start)
-    return best
+def cpu_bf16_class() -> str:
+    """What this CPU does with bf16: `amx` (AMX tiles), `avx512_bf16` (AVX-512 BF16 instructions only) or
+    `none` (emulated: slower than fp32). Read from the CPU's flags, never from a timing."""
+    flags = set(_cpu_fields().get("flags", "").split())
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return "none"
 
 
 CPU_CANDIDATES = (Precision("cpu", "fp32", False), Precision("cpu", "fp32", True), Precision("cpu", "bf16", True))
+INFERENCE = Precision("cpu", "fp32", True, "fp32 on CPU: the same probabilities for any batch size")
 
 
 def describe(prec: Precision) -> str:
@@ -142,40 +132,44 @@ def describe(prec: Precision) -> str:
     return prec.dtype + (" + channels-last" if prec.channels_last else "")
 
 
-def measure_cpu(key: str, model_factory, size: tuple[int, int], batch: int, train: bool) -> Precision:
-    """Time each CPU candidate on this machine; keep the fastest (a rival must win by 10 %), remembered by key.
-
-    Depthwise convolutions, for one, can be faster in fp32 than in emulated bf16: only a measurement knows.
-    """
-    import torch
-
-    memo_path = paths.cache_dir() / "precision.json"
-    try:
-        memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
-    except (OSError, ValueError):
-        memo = {}  # a damaged memo is only a cache: measure again
-    key = f"{key}-{'train' if train else 'infer'}-{torch.__version__}-{torch.get_num_threads()}t-{cpu_name()}"
-    if isinstance(memo.get(key), dict) and memo[key].get("choice") in [describe(c) for c in CPU_CANDIDATES]:
-        chosen = next(c for c in CPU_CANDIDATES if describe(c) == memo[key]["choice"])
-        return Precision("cpu", chosen.dtype, chosen.channels_last, f"measured earlier: {memo[key]['why']}")
-    candidates = [c for c in CPU_CANDIDATES if c.dtype == "fp32" or cpu_supports_bf16()]
-    x = torch.randn(min(batch, 16), 3, *size)
-    times = {c: _time(model_factory(), x, c, train) for c in candidates}
-    best = candidates[0]
-    for cand in candidates[1:]:
-        if times[cand] < times[best] / 1.1:
-            best = cand
-    what = "a training step" if train else "a forward pass"
-    why = f"{what} took " + ", ".join(f"{t * 1000:.0f} ms in {describe(c)}" for c, t in times.items())
-    why += f" on {cpu_name()}"
-    memo[key] = {"choice": describe(best), "why": why}
-    fsio.write_json(memo_path, memo)
-    return Precision("cpu", best.dtype, best.channels_last, f"measured: {why}")
+def parse(text: str, device: str = "cpu", reason: str = "") -> Precision:
+    """The inverse of `describe`."""
+    dtype, _, rest = text.partition(" + ")
+    return Precision(device, dtype, rest == "channels-last", reason)
 
 
-def choose(arch: str, model_factory, size: tuple[int, int], batch: int, device: str = "auto",
-           precision: str = "auto", train: bool = True) -> Precision:
-    """Pick device and precision; `model_factory()` builds a throwaway model for timing."""
+def training_choice(arch: str, cpu_class: str | None = None) -> Precision:
+    """The committed table's precision for training `arch` on a CPU of `cpu_class` (this one by default)."""
+    from hamcli.models.precision_table import TRAIN
+
+    cpu_class = cpu_class or cpu_bf16_class()
+    row = TRAIN.get(cpu_class, {}).get(arch)
+    if row is None:
+        return Precision("cpu", "fp32", True, f"no row for {arch} on a CPU with bf16 {cpu_class!r} in the "
+                                              "precision table: fp32 + channels-last")
+    return parse(row, "cpu", f"the precision table's row for {arch} on a CPU with bf16 {cpu_class!r} "
+                             "(bench/precision_table.py)")
+
+
+def inference(device: str = "auto", precision: str = "fp32") -> Precision:
+    """How predict, evaluate, serve and gradcam run: fp32 unless asked (`precision` bf16/fp16)."""
+    device = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "fp32"
+    if device == "cpu" and precision == "fp16":
+        raise UsageError("--precision fp16 is for GPUs; on CPU use bf16 or fp32")
+    if device == "mps":
+        return Precision(device, precision, False, "MPS")
+    if precision == "fp32":
+        return Precision(device, "fp32", True, "fp32: the same probabilities for any batch size")
+    return Precision(device, precision, True, f"{precision}, as asked: faster, and probabilities differ from "
+                                              "fp32 in the second or third decimal")
+
+
+def choose(arch: str, device: str = "auto", precision: str = "auto") -> Precision:
+    """Device and precision for training `arch`: as asked, else by rule (never by a timing)."""
     import torch
 
     device = resolve_device(device)
@@ -191,5 +185,5 @@ def choose(arch: str, model_factory, size: tuple[int, int], batch: int, device: 
     if precision == "fp16":
         raise UsageError("--precision fp16 is for GPUs; on CPU use bf16 or fp32")
     if precision != "auto":
-        return Precision("cpu", precision, precision == "bf16", "as asked")
-    return measure_cpu(f"{arch}-{size[1]}x{size[0]}-{batch}", model_factory, size, batch, train)
+        return Precision("cpu", precision, True, "as asked")
+    return training_choice(arch)

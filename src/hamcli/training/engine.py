@@ -70,9 +70,9 @@ class Trainer:
         self.model, self.weights_report = build_model(cfg.arch, pretrained=cfg.pretrained,
                                                       weights_path=Path(cfg.weights) if cfg.weights else None)
         device = distributed.setup(self.dist, resolve_device(cfg.device), len(self.data.train_idx))
-        # Rank 0 measures the precision; every rank must use the same (DDP compares the parameters' layout).
-        prec = choose(cfg.arch, lambda: build_model(cfg.arch)[0], self.size, cfg.batch_size, cfg.device,
-                      cfg.precision) if self.dist.main else None
+        # By rule, never by a timing (`hamcli.models.precision`); rank 0's choice goes to every rank, since DDP
+        # compares the parameters' layout.
+        prec = choose(cfg.arch, cfg.device, cfg.precision) if self.dist.main else None
         self.prec: Precision = replace(distributed.broadcast(prec, self.dist), device=device)
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
         self.mean = torch.tensor(self.spec.mean)
