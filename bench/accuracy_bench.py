@@ -128,11 +128,10 @@ def plain_scores(run: str, home: Path, bootstrap: int, split: str = "test") -> d
 
 def predict_throughput(run: str, home: Path) -> tuple[float, str]:
     """Warm images per second of `Predictor.probabilities` over the test split (decoding excluded), and the
-    precision it measured and chose on this machine."""
+    precision it ran in."""
     code = (f"import time, hamcli; from hamcli.evaluation.scoring import held_out; p = hamcli.load_model({run!r}); "
             "x = held_out(p).images; p.probabilities(x[:64]); t = time.perf_counter(); p.probabilities(x); "
-            "from hamcli.models.precision import describe; "
-            "print(len(x) / (time.perf_counter() - t), describe(p.batch_precision(64)))")
+            "print(len(x) / (time.perf_counter() - t), p.precision)")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HAMCLI_HOME": str(home)},
                          capture_output=True, text=True, check=True).stdout
     speed, precision = out.strip().splitlines()[-1].split(" ", 1)
@@ -204,7 +203,9 @@ def main() -> None:
                "python": platform.python_version(), "torch": torch_version(), "date": time.strftime("%Y-%m-%d")}
         import pandas as pd
 
-        histories = [pd.read_csv(m / "history.csv") for m in members]
+        # runs of hamcli 0.1 kept the timings in history.csv; later ones in timing.csv
+        histories = [pd.read_csv(m / "timing.csv" if (m / "timing.csv").exists() else m / "history.csv")
+                     for m in members]
         row["train_images_per_s"] = round(float(pd.concat(histories)["images_per_s"].median()), 1)
         # the training loop alone at the median epoch's speed, so a busy machine during one epoch does not count
         row["train_minutes"] = round(sum(float(h["train_seconds"].median()) * len(h) for h in histories) / 60, 1)

@@ -43,7 +43,7 @@ def main() -> None:
                                ("2 gloo processes x 1 thread", ["--name", "two", "--devices", "2"], {})):
         start = time.perf_counter()
         hamcli(*common, *argv, extra=extra)
-        history = pd.read_csv(home / "data" / "runs" / argv[1] / "history.csv")
+        history = pd.read_csv(home / "data" / "runs" / argv[1] / "timing.csv")
         # each process reports its own shard's speed; together they train world-size times that
         world = 2 if "--devices" in argv else 1
         rows[label] = {"images_per_s": round(float(history["images_per_s"].median()) * world, 1),

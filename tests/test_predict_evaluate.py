@@ -20,8 +20,9 @@ from hamcli.classes import CLASS_CODES
 from hamcli.cli.app import app
 from hamcli.data.preprocess import ImageReadError, Preprocess
 from hamcli.errors import DataError, NotFoundError
+from hamcli.inference.postprocess import Postprocess
 from hamcli.models.build import build_model
-from hamcli.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+from hamcli.models.zoo import IMAGENET_MEAN, IMAGENET_STD, MODELS
 
 runner = CliRunner()
 
@@ -70,7 +71,9 @@ def test_mixed_good_and_corrupt_files_exit_1_with_good_rows(trained_run, images)
                               str(images / "img1.jpg"), "--format", "csv"])
     assert out.exit_code == 1
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert [Path(r["path"]).name for r in rows] == ["img0.jpg", "img1.jpg"]
+    assert [Path(r["path"]).name for r in rows] == ["img0.jpg", "bad.jpg", "img1.jpg"]  # input order, none lost
+    assert [bool(r["error"]) for r in rows] == [False, True, False] and rows[1]["code"] == ""
+    assert rows[0]["image_id"] == "img0" and rows[0]["precision"] == "fp32 + channels-last"
     assert "bad.jpg" in out.stderr and "Traceback" not in out.output
 
 
@@ -237,14 +240,20 @@ def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path
     report = json.loads(runner.invoke(app, ["evaluate", "cv", "--json"]).stdout)
     assert report["family"] == ["fold0", "fold1"] and len(report["members"]) == 2
     assert set(report["metrics_mean_std"]["balanced_accuracy"]) == {"mean", "std"}
-    # the family's own figures are those of the ensemble: the mean of its folds' probabilities
+    # the family's own figures are those of the ensemble: the mean of its folds' probabilities, then the
+    # temperature fitted on that mean over the val split, which no fold trained on
     ensemble = hamcli.load_model("cv")  # the default model too, as the run trained last
     assert hamcli.load_model().card.path == ensemble.card.path
+    family = json.loads((ensemble.card.path / "family.json").read_text())
+    assert "val split" in family["calibration"]["fitted_on"]
     image = images / "img0.jpg"
-    folds = [hamcli.load_model(f"{ensemble.card.path}/fold{k}").predict(image).probabilities for k in (0, 1)]
-    mean = {c: (folds[0][c] + folds[1][c]) / 2 for c in CLASS_CODES}
+    folds = [hamcli.load_model(f"{ensemble.card.path}/fold{k}") for k in (0, 1)]
+    pixels = folds[0].decode([image])[0]
+    raw = np.mean([f.outputs(pixels, raw=True).probabilities for f in folds], axis=0, dtype=np.float64)
+    z = Postprocess.from_dict(family["postprocess"]).apply(np.log(raw))[0]
+    want = np.exp(z) / np.exp(z).sum()
     got = ensemble.predict(image).probabilities
-    assert all(abs(got[c] - mean[c]) < 1e-6 for c in CLASS_CODES)
+    assert max(abs(got[c] - want[i]) for i, c in enumerate(CLASS_CODES)) < 1e-6
     table = runner.invoke(app, ["evaluate", "cv", "--ci", "--bootstrap", "20"]).stdout
     assert "ensemble of 2 folds" in table and "±" in table and "fold1" in table, table
     assert runner.invoke(app, ["predict", str(image), "-f", "json"]).exit_code == 0
@@ -274,9 +283,11 @@ def test_evaluate_refuses_changed_prepared_dataset(trained_run):
         evaluate("tiny-lenet")
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "cnn", "mobilenet_v3_small", "densenet121"])
-def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
-    from conftest import predictor_for
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_batch_norm_folding_keeps_every_architectures_outputs(arch):
+    import copy
+
+    from hamcli.models.fold import fold_batchnorm
 
     torch.manual_seed(0)
     model = build_model(arch)[0].eval()
@@ -285,13 +296,54 @@ def test_batch_path_with_folded_batch_norm_gives_the_same_probabilities(arch):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-    predictor = predictor_for(model, size=64, arch=arch)
-    predictor._batch_prec = predictor.prec  # fp32 both ways: this test is about folding, not precision
-    images = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
-    batched = predictor.probabilities(images)  # 12 images: the folded copy
-    single = np.concatenate([predictor.probabilities(images[i:i + 1]) for i in range(12)])  # the plain model
-    assert np.allclose(batched, single, atol=1e-4)
-    assert predictor._fused is not predictor.model or arch == "densenet121"
+    folded = copy.deepcopy(model)
+    count = fold_batchnorm(folded)
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert (count > 0) == (norms > 0)  # wherever there is batch norm after a convolution, some is folded
+    assert {n for n, _ in folded.named_modules()} == {n for n, _ in model.named_modules()}  # names kept
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).softmax(1), model(x).softmax(1), atol=1e-5)
+
+
+def test_one_image_one_answer_in_every_batch_size_and_through_every_door(tmp_path):
+    """Same image, same probabilities: alone, in one batch, in batches of 3 and 64, from a path or a PIL image,
+    through serve's handler (1e-6) and an exported ONNX file (1e-5), on whatever CPU runs the tests."""
+    from PIL import Image, ImageOps
+    from starlette.testclient import TestClient
+
+    from hamcli.data.importers import SAMPLES_DIR, index_images
+    from hamcli.serve.app import create_app
+    from hamcli.serve.onnx import export_onnx
+
+    files = sorted(index_images(SAMPLES_DIR).values())
+    pictures = [Image.open(f).convert("RGB") for f in files]
+    pictures += [ImageOps.mirror(p) for p in pictures[:20 - len(pictures)]]  # 20 images in all
+    model = hamcli.load_model("bundled")
+
+    def table(rows):  # noqa: ANN001, ANN202
+        return np.array([[r.probabilities[c] for c in CLASS_CODES] for r in rows])
+
+    alone = table([model.predict(p) for p in pictures])
+    assert np.abs(table(model.predict(pictures)) - alone).max() < 1e-6
+    arrays, _, _ = model.decode(pictures)
+    for batch in (3, 64):
+        assert np.abs(model.probabilities(arrays, batch_size=batch) - alone).max() < 1e-6
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(tmp_path / f"p{i}.png")
+        picture.save(paths[-1])
+    assert np.abs(table(model.predict(paths)) - alone).max() < 1e-6
+    client = TestClient(create_app("bundled"))
+    served = []
+    for path in paths:
+        reply = client.post("/api/predict", files={"file": (path.name, path.read_bytes(), "image/png")})
+        served.append([reply.json()[0]["probabilities"][c] for c in CLASS_CODES])
+    assert np.abs(np.array(served) - alone).max() < 1e-6
+    export_onnx("bundled", tmp_path / "bundled.onnx")
+    exported = hamcli.load_model(tmp_path / "bundled.onnx")
+    assert np.abs(table(exported.predict(paths)) - alone).max() < 1e-5
+    assert {r.precision for r in model.predict(pictures[:2])} == {"fp32 + channels-last"}
 
 
 def test_predict_top_k_batch_size_and_tta(trained_run, images):

@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import hamcli
 import hostile
 from conftest import make_dataset_folder
 from hamcli.cli.app import app
@@ -249,7 +251,8 @@ def test_a_fifo_is_skipped_not_waited_on(trained_run, tmp_path):
     good = hostile.sixteen_bit_png(tmp_path)
     result = runner.invoke(app, ["predict", str(fifo), str(good), "-f", "json"])
     assert result.exit_code == 1 and "not a regular file" in result.stderr
-    assert len(json.loads(result.stdout)) == 1
+    rows = json.loads(result.stdout)
+    assert "not a regular file" in rows[0]["error"] and rows[1]["code"] in hamcli.CLASS_CODES
 
 
 @pytest.mark.parametrize("change, match", [
@@ -264,6 +267,11 @@ def test_a_fifo_is_skipped_not_waited_on(trained_run, tmp_path):
     (lambda c: c.pop("arch"), "not a hamcli checkpoint"),
     (lambda c: c.update(format_version="2"), "format_version"),
     (lambda c: c.update(postprocess={"temperature": -1.0}), "postprocess"),
+    (lambda c: c.update(postprocess={"temperature": 1e-300}), "temperature"),
+    (lambda c: c.update(postprocess={"bias": [0, 0, 0, 0, 1e300, 0, 0]}), "offsets"),
+    (lambda c: c.update(postprocess={"tau": 1e300, "log_prior": [-2.0] * 7}), "tau"),
+    (lambda c: c["state_dict"]["classifier.weight"].fill_(1e38), "beyond any trained weight"),
+    (lambda c: c.update(classes=["nv", "akiec", "bcc", "bkl", "df", "mel", "vasc"]), "differ from hamcli's"),
 ])
 def test_damaged_checkpoints_are_refused_before_anything_is_allocated(trained_run, tmp_path, change, match):
     ckpt = torch.load(trained_run / "best.pt", weights_only=True)
@@ -299,3 +307,85 @@ def test_damaged_state_files_end_in_one_line(trained_run, tmp_path, hamcli_home,
 ])
 def test_bad_option_values_name_the_option_and_exit_2(prepared_tiny, args, option):
     assert option in one_line_error(runner.invoke(app, args), code=2)
+
+
+def _one_file_ensemble(trained_run, tmp_path, change):  # noqa: ANN001, ANN202
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    members = [{"member": f"m{i}", "state_dict": ckpt["state_dict"], "postprocess": ckpt.get("postprocess")}
+               for i in range(2)]
+    bundle = {k: v for k, v in ckpt.items() if k not in ("state_dict", "postprocess")} | {"members": members}
+    change(bundle)
+    path = tmp_path / "ensemble.pt"
+    torch.save(bundle, path)
+    return path
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda b: b["members"][1].update(classes=["vasc", "bcc", "bkl", "df", "mel", "nv", "akiec"]),
+     "member 2 has classes"),
+    (lambda b: b["members"][0].update(member="../../outside"), "not a plain name"),
+    (lambda b: b["members"][0].update(member="/etc/passwd"), "not a plain name"),
+    (lambda b: b.update(members=b["members"] * 20), "more than hamcli loads"),
+    (lambda b: b["members"][0].update(postprocess={"temperature": 1e-300}), "temperature"),
+    (lambda b: b["members"][0].update(arch="resnet9000"), "not in this hamcli's zoo"),
+])
+def test_hostile_one_file_ensembles_are_refused_by_every_command(trained_run, tmp_path, hamcli_home, change, match):
+    path = _one_file_ensemble(trained_run, tmp_path, change)
+    image = hostile.sixteen_bit_png(tmp_path)
+    assert match in one_line_error(runner.invoke(app, ["predict", str(image), "--model", str(path)]), code=1)
+    line = one_line_error(runner.invoke(app, ["ensemble", str(path), "tiny-lenet", "--name", "e"]), code=1)
+    assert match in line and not (hamcli_home / "data" / "runs" / "e").exists()
+    assert not list(tmp_path.parent.glob("outside*")) and not (hamcli_home.parent / "outside").exists()
+
+
+def test_a_good_one_file_ensemble_still_loads(trained_run, tmp_path):
+    path = _one_file_ensemble(trained_run, tmp_path, lambda b: None)
+    image = hostile.sixteen_bit_png(tmp_path)
+    assert runner.invoke(app, ["predict", str(image), "--model", str(path)]).exit_code == 0
+
+
+def _exported(trained_run, tmp_path):  # noqa: ANN001, ANN202
+    import onnx
+
+    from hamcli.serve.onnx import export_onnx
+
+    export_onnx("tiny-lenet", tmp_path / "good.onnx")
+    return onnx.load(str(tmp_path / "good.onnx"))
+
+
+def _relu_ending(graph) -> None:  # noqa: ANN001
+    for node in graph.graph.node:
+        if node.op_type == "Softmax":
+            node.op_type = "Relu"
+            del node.attribute[:]
+
+
+def _nan_weights(graph) -> None:  # noqa: ANN001
+    from onnx import numpy_helper
+
+    first = graph.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(first).shape, np.nan, dtype=np.float32),
+                                           first.name))
+
+
+def _permuted_classes(graph) -> None:  # noqa: ANN001
+    for prop in graph.metadata_props:
+        if prop.key == "classes":
+            prop.value = json.dumps(["vasc", "bcc", "bkl", "df", "mel", "nv", "akiec"])
+
+
+@pytest.mark.parametrize("change, match", [
+    (_relu_ending, "not 7 probabilities that sum to 1"),
+    (_nan_weights, "not 7 probabilities that sum to 1"),
+    (_permuted_classes, "wrong classes"),
+])
+def test_hostile_onnx_files_are_refused(trained_run, tmp_path, change, match):
+    import onnx
+
+    graph = _exported(trained_run, tmp_path)
+    change(graph)
+    path = tmp_path / "hostile.onnx"
+    onnx.save(graph, str(path))
+    image = hostile.sixteen_bit_png(tmp_path)
+    assert match in one_line_error(runner.invoke(app, ["predict", str(image), "--model", str(path)]), code=1)
+    assert runner.invoke(app, ["predict", str(image), "--model", str(tmp_path / "good.onnx")]).exit_code == 0

@@ -67,7 +67,21 @@ def is_family(path: Path) -> bool:
 
 
 def family_members(path: Path) -> list[Path]:
-    return [path / m for m in json.loads((path / "family.json").read_text())["members"]]
+    """The member folders family.json lists; a name that is not one plain folder name is refused, so an edited
+    file cannot point outside the family."""
+    from hamcli.errors import DataError
+    from hamcli.slots import NAME
+
+    try:
+        names = json.loads((path / "family.json").read_text())["members"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(f"{path / 'family.json'}: unreadable or without a members list; the ensemble is damaged: "
+                        "make it again with `hamcli ensemble`") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) and NAME.match(n) and n not in (".", "..")
+                                              for n in names):
+        raise DataError(f"{path / 'family.json'}: its members are not plain run names; the file is damaged or "
+                        "edited: make the ensemble again with `hamcli ensemble`")
+    return [path / m for m in names]
 
 
 def resolve_run(ref: str | Path) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hamcli.errors import HamcliError, UsageError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z, not $: "run\n" is no name
 VERSIONS = ".versions"
 LOCKS = ".locks"
 
@@ -139,3 +139,30 @@ def replace(folder: Path, name: str, what: str, overwrite: bool = False, hint: s
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         publish(folder, name, tmp)
+
+
+@contextlib.contextmanager
+def revise(folder: Path, name: str, what: str) -> Iterator[Path]:
+    """Change an existing `name` as a whole: the yielded folder starts as a copy of it (files hard-linked, so
+    every change must replace a file, as hamcli's atomic writes do) and replaces it atomically on success; on
+    failure, or if the process dies, the old version is what `name` still stands for."""
+    with claim(folder, name, what):
+        current = version_of(folder, name)
+        if current is None:
+            raise UsageError(f"{what} {name!r}: not found in {folder}")
+        clean(folder, name, {current})
+        tmp = new_version(folder, name)
+        try:
+            shutil.copytree(current, tmp, dirs_exist_ok=True, copy_function=_link_or_copy, symlinks=True)
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        publish(folder, name, tmp)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links
+        shutil.copy2(source, target)

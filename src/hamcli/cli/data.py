@@ -106,7 +106,8 @@ def prepare(
     seed: int = typer.Option(42, "--seed"),
     group_by: str = typer.Option("lesion", "--group-by", **choice(("lesion", "image"), "lesion (honest) or image "
                                                                   "(leaky, for comparison with hobby projects).")),
-    folds: int = typer.Option(0, "--folds", help="Add K lesion-grouped stratified folds over train+val."),
+    folds: int = typer.Option(0, "--folds", help="Add K lesion-grouped stratified folds over the train split "
+                              "(a val split stays out of them, to calibrate the family)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Take a stratified subset of about N images."),
     export_folders: Optional[Path] = typer.Option(None, "--export-folders",
                                                   help="Also write DIR/<split>/<class>/ image copies."),

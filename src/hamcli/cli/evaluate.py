@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 import hamcli.cli.render as render
-from hamcli.cli.options import choice, flag, json_alias, output_format
+from hamcli.cli.options import choice, flag, inference_precision, json_alias, output_format
 
 SUMMARY_ROWS = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1"),
                 ("weighted_f1", "weighted F1"), ("macro_roc_auc", "macro ROC AUC (one vs rest)"),
@@ -89,7 +89,7 @@ def _render_compare(results: list[dict]) -> None:
 
 
 def _plain(result: dict) -> dict:
-    out = {k: v for k, v in result.items() if k not in ("predictions", "probs", "y_true")}
+    out = {k: v for k, v in result.items() if k not in ("predictions", "probs", "scores", "y_true")}
     if result.get("members"):
         out["members"] = [_plain(m) for m in result["members"]]
     return out
@@ -109,6 +109,7 @@ def evaluate(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write per-image predictions (CSV)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write confusion matrix and ROC PNGs to DIR."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    precision: str = inference_precision(),
     fmt: str = output_format(),
     as_json: bool = json_alias(),
 ) -> None:
@@ -122,7 +123,7 @@ def evaluate(
     refs = runs or [None]
     with render.status("scoring" + (f" and {bootstrap} bootstrap resamples" if ci else "")):
         results = [scoring.evaluate(ref, data=data, ci=ci, tta=tta, bootstrap=bootstrap, batch_size=batch_size,
-                                    split=split) for ref in refs]
+                                    split=split, precision=precision) for ref in refs]
     flat = [m for r in results for m in ([r, *r.get("members", [])])]
     if predictions is not None:
         frames = [r["predictions"].assign(run=r["run"]) if len(flat) > 1 else r["predictions"] for r in flat]
@@ -136,7 +137,7 @@ def evaluate(
             stem = r["run"] if len(flat) > 1 else "evaluate"
             title = f"{r['run']} ({r['arch']})"
             plots.confusion_matrix_png(r["metrics"]["confusion_matrix"], plot / f"{stem}-confusion.png", title)
-            plots.roc_png(r["y_true"], r["probs"], plot / f"{stem}-roc.png", title)
+            plots.roc_png(r["y_true"], r["scores"], plot / f"{stem}-roc.png", title)
         render.info(f"plots written to {plot}")
     if fmt == "json":
         render.print_json([_plain(r) for r in results] if len(results) > 1 else _plain(results[0]))

@@ -9,7 +9,7 @@ import typer
 
 import hamcli.cli.render as render
 from hamcli.cli.inputs import expand
-from hamcli.cli.options import choice, flag, output_format
+from hamcli.cli.options import choice, flag, inference_precision, output_format
 from hamcli.errors import UsageError
 from hamcli.models.precision import DEVICES
 
@@ -63,6 +63,7 @@ def gradcam(
     colormap: str = typer.Option("jet", "--colormap", help="Any matplotlib colormap."),
     show_panel: bool = flag("--panel", help="Image | heat map | overlay, labelled, with a caption."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+    precision: str = inference_precision(),
     fmt: str = output_format(("table", "json", "jsonl", "csv")),
     as_json: bool = typer.Option(False, "--json", hidden=True),
 ) -> None:
@@ -74,7 +75,7 @@ def gradcam(
     from hamcli.inference.load import load_model
 
     fmt = "json" if as_json else fmt
-    predictor = load_model(model, device=device)
+    predictor = load_model(model, device=device, precision=precision)
     render.model_source(predictor, model)
     if isinstance(predictor, Ensemble):
         render.info(f"{predictor.family.name} is an ensemble of {len(predictor.members)} models: each map is "

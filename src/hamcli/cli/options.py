@@ -63,3 +63,14 @@ def output_format(formats: Sequence[str] = ("table", "json", "csv")) -> Any:
 def json_alias() -> Any:
     """The old `--json` flag, kept hidden: the same as `--format json`."""
     return typer.Option(False, "--json", hidden=True)
+
+
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def inference_precision() -> Any:
+    """`--precision` for the commands that predict: fp32 unless asked (the same numbers for any batch)."""
+    return typer.Option("fp32", "--precision", **choice(INFERENCE_PRECISIONS, "fp32 (default): every image gets "
+                                                        "the same probabilities alone or in any batch. bf16 (CPUs "
+                                                        "with AMX or AVX-512 BF16, GPUs) or fp16 (GPUs) are "
+                                                        "faster and move probabilities in the 2nd-3rd decimal."))

@@ -9,7 +9,7 @@ import typer
 
 import hamcli.cli.render as render
 from hamcli.cli.inputs import expand
-from hamcli.cli.options import choice, flag, output_format
+from hamcli.cli.options import choice, flag, inference_precision, output_format
 from hamcli.models.precision import DEVICES
 
 
@@ -23,34 +23,49 @@ def predict(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     tta: bool = flag("--tta", help="Average over flips (and quarter turns for square inputs)."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+    precision: str = inference_precision(),
     labels: Optional[Path] = typer.Option(None, "--labels", help="A metadata CSV (image_id, dx) with the true "
-                                          "classes: each row then shows its true class, and a tally follows."),
+                                          "classes: every row then carries true_dx and correct, and a tally "
+                                          "follows."),
     quiet: bool = flag("--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Classify images with a trained model (before the first run, the model bundled with hamcli); rows keep
-    the input order. Research use only: not a diagnosis."""
+    the input order, and an image that cannot be read is a row with an `error` (exit code 1). Research use
+    only: not a diagnosis."""
     from hamcli.inference.load import load_model
     from hamcli.inference.predictor import Failure
 
     items = expand(images)
     truth = _truth(labels) if labels else {}
-    predictor = load_model(model, device=device)
+    predictor = load_model(model, device=device, precision=precision)
     render.model_source(predictor, model)
     top_k = min(top_k, len(predictor.classes))
-    writer = render.CsvWriter(["path", "code", "name", "probability", *(f"p_{c}" for c in predictor.classes)]
-                              ) if fmt == "csv" else None
+    columns = ["path", "image_id", "code", "name", "probability", *(f"p_{c}" for c in predictor.classes),
+               "precision", *(("true_dx", "correct") if labels else ()), "error"]
+    writer = render.CsvWriter(columns) if fmt == "csv" else None
     failed = 0
+
+    def record(row) -> dict:  # noqa: ANN001 - a Prediction or a Failure
+        image_id = Path(row.source).stem if not row.source.startswith("<") else None
+        if isinstance(row, Failure):
+            return {"path": row.source, "image_id": image_id, "error": row.reason}
+        out = {**row.as_dict(), "image_id": image_id}
+        if labels:
+            true = truth.get(image_id)
+            out.update(true_dx=true, correct=None if true is None else true == row.code)
+        return out
 
     def emit(row) -> None:  # noqa: ANN001
         nonlocal failed
         if isinstance(row, Failure):
             failed += 1
             render.error(row.reason)
-        elif fmt == "jsonl":
-            render.print_jsonl(row.as_dict())
+        data = record(row)
+        if fmt == "jsonl":
+            render.print_jsonl(data)
         elif writer:
-            writer.row([row.source, row.code, row.name, row.probability,
-                        *(row.probabilities[c] for c in predictor.classes)])
+            probs = data.get("probabilities", {})
+            writer.row([data.get(c) if not c.startswith("p_") else probs.get(c[2:]) for c in columns])
 
     with render.count_progress("predicting", quiet or fmt in ("jsonl", "csv")) as progress:
         done = 0
@@ -65,23 +80,28 @@ def predict(
         rows = predictor.predict_many(items, top_k=top_k, batch_size=batch_size, tta=tta, chunk=256,
                                       on_result=on_result)
     good = [r for r in rows if not isinstance(r, Failure)]
-    true = {r.source: truth.get(Path(r.source).stem) for r in good}
+    records = [record(r) for r in rows]
     if fmt == "json":
-        render.print_json([{**r.as_dict(), **({"true_dx": true[r.source]} if truth else {})} for r in good])
+        render.print_json(records)
     elif fmt == "table" and good:
-        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "verdict") if truth else ()))
+        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "verdict") if labels else ()))
         table = render.table(f"{predictor.card.arch} from {predictor.card.path}", columns, numeric=("p",))
-        for r in good:
-            mark = () if not truth else (true[r.source] or "?", "" if true[r.source] is None else
-                                         "right" if true[r.source] == r.code else "wrong")
+        for r, data in zip(rows, records, strict=True):
+            if isinstance(r, Failure):
+                continue
+            mark = () if not labels else (data["true_dx"] or "?", "" if data["true_dx"] is None else
+                                          "right" if data["correct"] else "wrong")
             render.add_row(table, (r.source, r.code, f"{r.probability:.3f}", r.name,
                                    ", ".join(f"{c} {p:.2f}" for c, p in r.top_k), *mark))
         render.print_table(table)
-    known = [r for r in good if true.get(r.source)]
+    known = [d for d in records if d.get("correct") is not None]
     if known:
-        right = sum(true[r.source] == r.code for r in known)
+        right = sum(d["correct"] for d in known)
         render.info(f"{right} of {len(known)} right against {labels} (a handful of images says little: "
                     "`hamcli evaluate --data` scores a labelled folder properly)")
+    if labels and len(known) < len(good):
+        render.warn(f"{len(good) - len(known)} image(s) have no row in {labels} (matched by file name without "
+                    "extension against image_id)")
     if good:
         render.notice()
     if failed:

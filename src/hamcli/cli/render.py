@@ -79,12 +79,16 @@ def notice() -> None:
 
 
 def model_source(predictor: Any, ref: str | None) -> None:
-    """Say so when the bundled model stands in because no run was named and none exists."""
+    """Say so when the bundled model stands in because no run was named and none exists, and when the model
+    computes in a precision other than fp32."""
     from hamcli.runs import BUNDLED_FILE
 
     if ref is None and predictor.card.path == BUNDLED_FILE:
         info(f"no trained run yet: using the bundled model ({predictor.card.arch}; `hamcli models --default` "
              "describes it)")
+    if not predictor.precision.startswith("fp32"):
+        warn(f"computing in {predictor.precision}, as asked: faster, and the probabilities differ from fp32's in "
+             "the second or third decimal (each output row records the precision)")
 
 
 def strict(data: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 import hamcli.cli.render as render
-from hamcli.cli.options import choice
+from hamcli.cli.options import choice, inference_precision
 from hamcli.errors import HamcliError
 from hamcli.models.precision import DEVICES
 
@@ -32,6 +32,7 @@ def serve(
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     max_upload_mb: int = typer.Option(20, "--max-upload-mb", min=1, max=512, help="Largest upload accepted, MB."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
+    precision: str = inference_precision(),
 ) -> None:
     """Serve a model: a web page to drop an image on, and a JSON API (FastAPI; /docs describes it)."""
     _need("fastapi", "serve")
@@ -43,7 +44,7 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         render.warn(f"listening on {host}: anyone who can reach this machine can use the model. It has no "
                     "authentication; put it behind one before exposing it")
-    app = create_app(model, max_upload=max_upload_mb * 1024 * 1024, device=device)
+    app = create_app(model, max_upload=max_upload_mb * 1024 * 1024, device=device, precision=precision)
     render.info(f"serving {app.version} on http://{host}:{port}/ (Ctrl-C stops)")
     render.notice()
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -247,48 +247,74 @@ def ensemble(
                                      "e.g. one recipe trained with different --seed values; a checkpoint file, "
                                      "or a one-file ensemble such as `bundled`, gives all its members."),
     name: str = typer.Option(..., "--name", "-n", help="Name of the ensemble, used like a run name."),
-    operating_point_from: Optional[str] = typer.Option(
-        None, "--operating-point-from", metavar="FAMILY",
-        help="Use the melanoma operating point this family fitted (a K-fold family on its out-of-fold "
-             "predictions, an ensemble calibrated on its shared validation rows): refits have none of their own."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run of that name."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing ensemble of that name."),
+    set_default: bool = flag("--set-default", help="Make it the default model of predict, gradcam, serve and "
+                             "load_model() (otherwise name it with --model)."),
 ) -> None:
     """Use several finished runs as one model: predict, evaluate, export and gradcam take NAME and average
-    the runs' probabilities."""
+    the runs' probabilities. Where the runs chose their epochs on the same validation rows (one split, one
+    --val-seed), the average's temperature is fitted there; `hamcli calibrate NAME --melanoma-sensitivity S`
+    fits its operating point."""
+    from hamcli.runs import latest
     from hamcli.training.folds import combine
 
-    family = combine(runs, name, operating_point_from, overwrite)
-    members = json.loads((family / "family.json").read_text())["members"]
-    note = f", melanoma operating point from {operating_point_from}" if operating_point_from else ""
-    render.info(f"ensemble {family.name}: {len(members)} models ({', '.join(members)}){note}")
+    family = combine(runs, name, overwrite, set_default)
+    info = json.loads((family / "family.json").read_text())
+    render.info(f"ensemble {family.name}: {len(info['members'])} models ({', '.join(info['members'])})")
+    calibration = info.get("calibration") or {}
+    if calibration.get("fitted_on"):
+        render.info(f"temperature {calibration['temperature']:.2f}, fitted on {calibration['images']} images of "
+                    f"{calibration['fitted_on']}")
+    else:
+        render.warn(f"its probabilities are the members' average, uncalibrated: {calibration.get('why', '')}")
+    if not set_default:
+        current = latest()
+        render.info(f"the default model is still {current.name if current else 'the bundled model'}; use this one "
+                    f"with --model {family.name}, or make it the default with --set-default")
 
 
 def calibrate(
-    run: str = typer.Argument(..., metavar="RUN", help="A finished run, a K-fold family (train --all-folds), or "
-                              "an ensemble of runs validated on the same rows (hamcli ensemble)."),
-    melanoma_sensitivity: float = typer.Option(..., "--melanoma-sensitivity", help="Raise melanoma's score until "
-                                               "its sensitivity reaches this (e.g. 0.6) on rows the model never "
-                                               "trained on, at some cost in accuracy."),
+    run: str = typer.Argument(..., metavar="RUN", help="A finished run, a refit (with --folds), a K-fold family, "
+                              "or an ensemble of runs validated on the same rows (hamcli ensemble)."),
+    melanoma_sensitivity: Optional[float] = typer.Option(None, "--melanoma-sensitivity", help="Raise melanoma's "
+                                                         "score until its sensitivity reaches this (e.g. 0.6) on "
+                                                         "rows the model never trained on, at some cost in "
+                                                         "accuracy; 0 removes the operating point (default: the "
+                                                         "run's own target)."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="For a refit: train its recipe K more times, each "
+                                        "without one lesion-grouped fold of its rows, and fit on those "
+                                        "out-of-fold predictions."),
     fmt: str = output_format(("table", "json")),
     as_json: bool = json_alias(),
 ) -> None:
-    """Choose a run's melanoma operating point again, without training again: on its validation rows (a run,
-    or an ensemble whose runs share them) or its out-of-fold predictions (a K-fold family). The test split
-    plays no part."""
-    from hamcli.training.recalibrate import recalibrate
+    """Fit a finished model's temperature, prior shift and melanoma operating point again, without training it
+    again, on rows it never trained on: a run's validation rows, a family's own averaged prediction on rows no
+    member trained on, or (a refit, --folds K) out-of-fold predictions of its recipe. The test split plays no
+    part."""
+    from hamcli.training.recalibrate import ACCURACY_WARNING, accuracy_cost, recalibrate
 
-    record = recalibrate(run, melanoma_sensitivity)
+    events = _Progress(quiet=fmt == "json" or as_json)
+    try:
+        record = recalibrate(run, melanoma_sensitivity, folds, events)
+    finally:
+        events.stop()
     if fmt == "json" or as_json:
         render.print_json(record)
-        return
-    kept = ("accuracy", "balanced_accuracy", "melanoma_sensitivity")
-    table = render.table(f"{run}: melanoma operating point for sensitivity {melanoma_sensitivity:g}, on "
-                         f"{record['images']} images it never trained on", ("", *kept), numeric=kept)
-    for when in ("before", "after"):
-        render.add_row(table, (when, *("n/a" if record[when][k] is None else f"{record[when][k]:.3f}" for k in kept)))
-    render.print_table(table)
-    render.info(f"melanoma offset {record['melanoma_bias']:+.2f} on the log-probability; predict, evaluate, "
-                "gradcam, serve and export apply it")
+    else:
+        kept = ("accuracy", "balanced_accuracy", "melanoma_sensitivity")
+        target = record.get("melanoma_sensitivity_target") or 0
+        table = render.table(f"{run}: calibrated on {record['images']} images it never trained on"
+                             + (f", melanoma sensitivity {target:g}" if target else ""), ("", *kept), numeric=kept)
+        for when in ("before", "after"):
+            render.add_row(table, (when, *("n/a" if record[when][k] is None else f"{record[when][k]:.3f}"
+                                           for k in kept)))
+        render.print_table(table)
+        render.info(f"melanoma offset {record['melanoma_bias']:+.2f} on the log-probability, temperature "
+                    f"{record['temperature']:.2f}; predict, evaluate, gradcam, serve and export apply them")
+    cost = accuracy_cost(record)
+    if cost > ACCURACY_WARNING:
+        render.warn(f"this operating point costs {cost:.3f} accuracy on those rows ({record['before']['accuracy']:.3f} "
+                    f"-> {record['after']['accuracy']:.3f}); a lower --melanoma-sensitivity costs less")
 
 
 def register(app: typer.Typer) -> None:

@@ -40,7 +40,7 @@ class SplitSpec:
         return f"{self.train}/{self.val}/{self.test}" if self.val else f"{self.train}/{self.test}"
 
 
-def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+def folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold number of each row: k stratified folds, grouped by `groups`."""
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
@@ -68,7 +68,7 @@ def assign_split(table: pd.DataFrame, spec: SplitSpec, seed: int, group_by: str 
     if n_groups < 2:
         raise UsageError(f"--split {spec}: only {n_groups} {group_by}, too few to split; add more data")
     k = min(k, n_groups)  # tiny datasets: coarser folds, each part still gets whole groups
-    fold = _folds(table["dx"].to_numpy(), groups, k, seed)
+    fold = folds(table["dx"].to_numpy(), groups, k, seed)
     n_test = max(1, round(spec.test * k / 100)) if spec.test else 0
     n_val = max(1, round(spec.val * k / 100)) if spec.val else 0
     split = np.full(len(table), "train", dtype=object)
@@ -78,16 +78,17 @@ def assign_split(table: pd.DataFrame, spec: SplitSpec, seed: int, group_by: str 
 
 
 def assign_folds(table: pd.DataFrame, split: np.ndarray, k: int, seed: int, group_by: str) -> np.ndarray:
-    """K grouped, stratified folds over the non-test rows; -1 for test rows."""
+    """K grouped, stratified folds over the train rows; -1 for test rows, and for val rows, which no fold
+    trains on: they are where a K-fold family's averaged prediction is calibrated."""
     if k < 2:
         raise UsageError(f"--folds {k}: give at least 2 folds")
     fold = np.full(len(table), -1, dtype=np.int64)
-    rows = np.flatnonzero(split != "test")
+    rows = np.flatnonzero(split == "train")
     sub = table.iloc[rows]
     groups = sub["lesion_id" if group_by == "lesion" else "image_id"].to_numpy()
     if len(set(groups)) < k:
-        raise UsageError(f"--folds {k}: only {len(set(groups))} {group_by}s outside the test split")
-    fold[rows] = _folds(sub["dx"].to_numpy(), groups, k, seed + 1)
+        raise UsageError(f"--folds {k}: only {len(set(groups))} {group_by}s in the train split")
+    fold[rows] = folds(sub["dx"].to_numpy(), groups, k, seed + 1)
     return fold
 
 
@@ -138,14 +139,21 @@ def train_val_rows(manifest: pd.DataFrame, fold: int | None, seed: int, name: st
                              "run `hamcli prepare --folds K` first")
         if not 0 <= fold <= folds.max():
             raise UsageError(f"--fold {fold}: choose 0 to {folds.max()}")
-        train_idx = np.flatnonzero((split != "test") & (folds != fold))
-        val_idx = np.flatnonzero((split != "test") & (folds == fold))
+        # Rows with a fold number: the train split (and, in datasets prepared before hamcli 0.2, the val split)
+        train_idx = np.flatnonzero((folds >= 0) & (folds != fold))
+        val_idx = np.flatnonzero(folds == fold)
         return train_idx, val_idx, f"fold {fold}"
     if (split == "val").any():
         return np.flatnonzero(split == "train"), np.flatnonzero(split == "val"), "val split"
     train_rows = np.flatnonzero(split == "train")
     carved = assign_split(manifest.iloc[train_rows].reset_index(drop=True), SplitSpec(85, 0, 15), seed)
     return train_rows[carved == "train"], train_rows[carved == "test"], "lesion-grouped 15% of train"
+
+
+def calibration_rows(manifest: pd.DataFrame) -> np.ndarray:
+    """Rows no fold of a K-fold family trains on, apart from test: the val split of a dataset prepared with
+    one (`--split 70/15/15 --folds K`); empty otherwise."""
+    return np.flatnonzero((manifest["split"].to_numpy() == "val") & (manifest["fold"].to_numpy() < 0))
 
 
 def missing_in_parts(table: pd.DataFrame, split: np.ndarray, spec: SplitSpec, limit: int | None) -> list[str]:

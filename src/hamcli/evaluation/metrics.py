@@ -72,14 +72,19 @@ def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specific
     return float(tpr[allowed].max()) if allowed.any() else 0.0
 
 
-def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] | None = None) -> dict:
-    """Everything `hamcli evaluate` reports for one set of predictions."""
+def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] | None = None,
+                scores: np.ndarray | None = None) -> dict:
+    """Everything `hamcli evaluate` reports for one set of predictions. Decisions, recall and calibration
+    (ECE) come from `probs`, the probabilities a user sees; ranking metrics (ROC AUC, melanoma sensitivity at
+    90 % specificity) from `scores`, the same before any decision offset, so that moving an operating point
+    cannot move them (`probs` where no scores are given)."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+    scores = probs if scores is None else scores
     y_pred = probs.argmax(1)
     present = np.unique(y_true)
     prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
-    auc = roc_auc_per_class(y_true, probs)
+    auc = roc_auc_per_class(y_true, scores)
     cm = confusion_matrix(y_true, y_pred, labels=LABELS)
     mel = CLASS_INDEX["mel"]
     tp, fn = cm[mel, mel], cm[mel].sum() - cm[mel, mel]
@@ -99,7 +104,7 @@ def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] |
         "macro_roc_auc": float(np.mean(list(auc.values()))) if auc else float("nan"),
         "melanoma_sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
         "melanoma_specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
-        "melanoma_sensitivity_at_90_specificity": sensitivity_at_specificity(y_true == mel, probs[:, mel], 0.90),
+        "melanoma_sensitivity_at_90_specificity": sensitivity_at_specificity(y_true == mel, scores[:, mel], 0.90),
         "ece": expected_calibration_error(y_true, probs),
         "baseline": {"class": CLASS_CODES[majority], **baseline},
         "per_class": {code: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
@@ -115,11 +120,13 @@ def full_report(y_true: np.ndarray, probs: np.ndarray, train_counts: list[int] |
 BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc", "melanoma_sensitivity")
 
 
-def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, n: int = 1000, seed: int = 0
-                 ) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals, resampling whole groups (lesions) with replacement."""
+def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, n: int = 1000, seed: int = 0,
+                 scores: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals, resampling whole groups (lesions) with replacement; AUC from `scores` (as
+    `full_report`)."""
     from sklearn.metrics import recall_score, roc_auc_score
 
+    scores = probs if scores is None else scores
     rng = np.random.default_rng(seed)
     uniq, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
@@ -127,11 +134,10 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, n: i
     samples: dict[str, list[float]] = {k: [] for k in BOOTSTRAP_METRICS}
     for _ in range(n):
         idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
-        yt, pp = y_true[idx], probs[idx]
-        yp = pp.argmax(1)
+        yt, yp, ss = y_true[idx], probs[idx].argmax(1), scores[idx]
         for key, value in summary(yt, yp).items():
             samples[key].append(value)
-        aucs = [roc_auc_score(yt == k, pp[:, k]) for k in LABELS if 0 < (yt == k).sum() < len(yt)]
+        aucs = [roc_auc_score(yt == k, ss[:, k]) for k in LABELS if 0 < (yt == k).sum() < len(yt)]
         samples["macro_roc_auc"].append(float(np.mean(aucs)) if aucs else np.nan)
         if (yt == mel).any():
             samples["melanoma_sensitivity"].append(

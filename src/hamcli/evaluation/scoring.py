@@ -68,8 +68,21 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
 
 
 def _shared_validation(ensemble: Ensemble) -> EvalSet:
+    """An ensemble's validation rows: those all its members chose their epochs on; for a K-fold family whose
+    dataset has a val split, that split, which no fold trained on."""
+    from hamcli.classes import encode
+    from hamcli.data.splits import calibration_rows
     from hamcli.inference.ensemble import member_name
 
+    info = ensemble.family / "family.json"
+    if ensemble.family.is_dir() and info.exists() and not _json(info).get("ensemble_of"):
+        prepared = PreparedDataset.open(_json(info)["data"])
+        rows = calibration_rows(prepared.manifest)
+        if len(rows):
+            m = prepared.manifest
+            return EvalSet(f"{prepared.name} (val split, which no fold trained on)", m["image_id"].iloc[rows].tolist(),
+                           m["lesion_id"].iloc[rows].tolist(), encode(m["dx"].iloc[rows]),
+                           np.asarray(prepared.images()[rows]))
     sets = [held_out(member, "val") for member in ensemble.members]
     if any(val.image_ids != sets[0].image_ids for val in sets):
         raise UsageError(f"{ensemble.family.name}: its members ({', '.join(map(member_name, ensemble.members))}) "
@@ -77,6 +90,12 @@ def _shared_validation(ensemble: Ensemble) -> EvalSet:
                          "fold or --seed), so no rows are held out from all of them: score it on its test split "
                          "(`hamcli ensemble --operating-point-from` takes another family's operating point)")
     return sets[0]
+
+
+def _json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
 
 
 def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
@@ -114,12 +133,13 @@ def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta:
           bootstrap: int = 1000, batch_size: int = 64, split: str = "test") -> dict:
     """Metrics (and per-image predictions) for a loaded model: a run's Predictor or a family's Ensemble."""
     evalset = labelled_folder(data, predictor) if data else held_out(predictor, split)
-    probs = predictor.probabilities(evalset.images, batch_size=batch_size, tta=tta)
+    out = predictor.outputs(evalset.images, batch_size=batch_size, tta=tta)
+    probs = out.probabilities
     train_counts = predictor.ckpt_meta.get("data", {}).get("train_counts")
-    report = metrics.full_report(evalset.y_true, probs, train_counts)
+    report = metrics.full_report(evalset.y_true, probs, train_counts, scores=out.scores)
     if ci:
         groups = np.asarray(evalset.lesion_ids if evalset.lesion_ids else evalset.image_ids)
-        report["ci95"] = metrics.bootstrap_ci(evalset.y_true, probs, groups, n=bootstrap)
+        report["ci95"] = metrics.bootstrap_ci(evalset.y_true, probs, groups, n=bootstrap, scores=out.scores)
         report["ci_resampled_by"] = "lesion" if evalset.lesion_ids else "image"
     predictions = pd.DataFrame({"image_id": evalset.image_ids,
                                 "true_dx": [CLASS_CODES[i] for i in evalset.y_true],
@@ -128,9 +148,11 @@ def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta:
         predictions[f"p_{code}"] = probs[:, i].round(6)
     path = predictor.card.path
     return {"run": path.name if path.is_dir() else path.parent.name, "checkpoint": str(path),
-            "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "skipped": evalset.skipped,
+            "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "precision": predictor.precision,
+            "skipped": evalset.skipped,
             "left_out_seen": evalset.left_out, "family": list(predictor.ckpt_meta.get("family", [])) or None,
-            "metrics": report, "predictions": predictions, "probs": probs, "y_true": evalset.y_true}
+            "metrics": report, "predictions": predictions, "probs": probs, "scores": out.scores,
+            "y_true": evalset.y_true}
 
 
 def evaluate_checkpoint(ref: str | Path, **kwargs) -> dict:
@@ -138,14 +160,14 @@ def evaluate_checkpoint(ref: str | Path, **kwargs) -> dict:
     return score(load_model(ref), **kwargs)
 
 
-def evaluate(ref: str | Path | None = None, **kwargs) -> dict:
+def evaluate(ref: str | Path | None = None, precision: str = "fp32", **kwargs) -> dict:
     """One run, or a K-fold family: the ensemble of its folds, and each fold scored on the same images
     (`members`, with their mean and standard deviation)."""
     run_path = resolve_model(ref)
     if ref is None and run_path == BUNDLED_FILE and not kwargs.get("data"):
         raise NotFoundError("no trained run yet: train one first (`hamcli train`), or score the bundled model "
                             "on a labelled folder with `hamcli evaluate bundled --data DIR`")
-    predictor = load_model(run_path)
+    predictor = load_model(run_path, precision=precision)
     result = score(predictor, **kwargs)
     if isinstance(predictor, Ensemble):
         members = [score(m, **kwargs) for m in predictor.members]

@@ -45,14 +45,12 @@ class Explanation:
     map_size: tuple[int, int]  # the explained layer's (height, width) for this input
 
 
-def _target(target: str, predictor: Predictor):  # noqa: ANN202 - a class index tensor or a callable on the logits
-    import torch
-
-    if target == "pred":  # the class predict reports: after the checkpoint's postprocessing
-        return lambda logits: predictor.post.apply(logits).argmax(1)
+def _target_index(target: str, probs: np.ndarray) -> int:
+    if target == "pred":  # the class predict reports: after the model's postprocessing
+        return int(probs.argmax())
     if target not in CLASS_INDEX:
         raise UsageError(f"--class {target!r}: choose pred or one of {', '.join(CLASS_CODES)}")
-    return torch.tensor([CLASS_INDEX[target]])
+    return CLASS_INDEX[target]
 
 
 def feature_map_sizes(model: torch.nn.Module, size: tuple[int, int], names: tuple[str, ...]
@@ -106,42 +104,38 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     from hamcli.explain.methods import get_method
 
     cam_cls = get_method(method)
+    if target != "pred" and target not in CLASS_INDEX:
+        raise UsageError(f"--class {target!r}: choose pred or one of {', '.join(CLASS_CODES)}")
     members = list(getattr(predictor, "members", None) or [predictor])
+    if any(m.model is None for m in members):
+        raise UsageError(f"{predictor.card.path}: Grad-CAM needs the model's layers and gradients, which an ONNX "
+                         "file does not keep; explain the run or checkpoint it was exported from")
     layers = [layer or default_layer(m)[0] for m in members]  # members may be of different architectures
     map_size = feature_map_sizes(members[0].model, members[0].input_size, (layers[0],)).get(layers[0], (0, 0))
     original = open_rgb(item)  # full resolution, for the overlay
-    # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does,
-    # so the explained probabilities are the ones predict reports.
+    # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does, and the
+    # probabilities come from the path predict takes, so they are the ones predict reports.
     pixels = load(item, predictor.input_size)
-    if len(members) == 1:
-        heat, probs = _member_map(predictor, cam_cls(predictor.model, layers[0]), pixels, original,
-                                  _target(target, predictor))
-    else:
-        _target(target, predictor)  # refuses an unknown class before any work
-        probs = predictor.probabilities(pixels[None])[0]
-        index = torch.tensor([int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]])
-        heat = np.mean([_member_map(m, cam_cls(m.model, name), pixels, original, index)[0]
-                        for m, name in zip(members, layers, strict=True)], axis=0, dtype=np.float32)
-        heat = heat / heat.max() if heat.max() > 0 else heat
-    index = int(probs.argmax()) if target == "pred" else CLASS_INDEX[target]
+    probs = predictor.probabilities(pixels[None])[0]
+    index = _target_index(target, probs)
+    chosen = torch.tensor([index])
+    heat = np.mean([_member_map(m, cam_cls(m.model, name), pixels, original, chosen)
+                    for m, name in zip(members, layers, strict=True)], axis=0, dtype=np.float32)
+    heat = heat / heat.max() if heat.max() > 0 else heat
     predicted = int(probs.argmax())
     return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, heat,
                        CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
                        method, " + ".join(dict.fromkeys(layers)), map_size)
 
 
-def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.Image, chosen  # noqa: ANN001
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """One network's map over the original image, in [0, 1] (zero outside the box the model saw), and its
-    probabilities after its own postprocessing, from one forward pass."""
+def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.Image,  # noqa: ANN001
+                chosen: torch.Tensor) -> np.ndarray:
+    """One network's map over the original image, in [0, 1] (zero outside the box the model saw)."""
     import torch
     import torch.nn.functional as F
 
     x = to_float(torch.from_numpy(pixels)[None], predictor.mean, predictor.std).to(predictor.prec.device)
-    if isinstance(chosen, torch.Tensor):
-        chosen = chosen.to(x.device)
-    maps, probs_t = cam(x, chosen)  # one forward pass: prediction and explanation together
-    probs = predictor.post.apply(probs_t.float().clamp_min(1e-30).log()).softmax(1)[0].cpu().numpy()
+    maps, _ = cam(x, chosen.to(x.device))
     w, h = original.size
     left, top, right, bottom = crop_box(w, h, predictor.input_size)
     box = F.interpolate(maps[None].float(), size=(bottom - top, right - left), mode="bilinear",
@@ -150,7 +144,7 @@ def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.I
     box = (box - lo) / (hi - lo) if hi > lo else torch.zeros_like(box)  # [0, 1] after upsampling
     full = np.zeros((h, w), dtype=np.float32)
     full[top:bottom, left:right] = box.clamp(0, 1).cpu().numpy()
-    return full, probs
+    return full
 
 
 def heatmap(predictor: Predictor, item: str | Path | Image.Image, **kwargs) -> np.ndarray:

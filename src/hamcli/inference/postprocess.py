@@ -23,6 +23,10 @@ import numpy as np
 
 from hamcli.errors import ModelError
 
+TEMPERATURE = (0.01, 100.0)
+MAX_TAU = 10.0
+MAX_BIAS = 20.0
+
 
 @dataclass(frozen=True)
 class Postprocess:
@@ -51,6 +55,11 @@ class Postprocess:
             shift = torch.as_tensor(shift, dtype=logits.dtype, device=logits.device)
         return (logits - shift) / self.temperature
 
+    def scores(self, logits):  # noqa: ANN001, ANN201 - as `apply`
+        """The logits divided by the temperature alone, without the decision offsets (prior shift, operating
+        point): what ranking metrics such as AUC are computed from, so that they do not move with a threshold."""
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
     def as_dict(self) -> dict:
         return {**asdict(self), "log_prior": list(self.log_prior), "bias": list(self.bias)}
 
@@ -64,9 +73,24 @@ class Postprocess:
                        tuple(float(v) for v in data.get("bias", ())))
         except (TypeError, ValueError):
             raise ModelError(f"{where}: its postprocess record is malformed; the file is damaged or edited") from None
-        values = [post.temperature, post.tau, *post.log_prior, *post.bias]
-        if not all(math.isfinite(v) for v in values) or post.temperature <= 0 or \
-                (post.tau and len(post.log_prior) != classes) or (post.bias and len(post.bias) != classes):
-            raise ModelError(f"{where}: its postprocess record (temperature {post.temperature}, tau {post.tau}) "
-                             "is out of range; the file is damaged or edited")
+        problem = post.problem(classes)
+        if problem:
+            raise ModelError(f"{where}: its postprocess record is out of range ({problem}); the file is damaged "
+                             "or edited")
         return post
+
+    def problem(self, classes: int) -> str | None:
+        """What is out of range, if anything. The ranges are far wider than any fit gives (temperatures 0.05-20,
+        prior shifts 0-5, offsets 0-4), and narrow enough that no value can overflow a probability."""
+        values = [self.temperature, self.tau, *self.log_prior, *self.bias]
+        if not all(math.isfinite(v) for v in values):
+            return "a value is not a finite number"
+        if not TEMPERATURE[0] <= self.temperature <= TEMPERATURE[1]:
+            return f"temperature {self.temperature:g} outside {TEMPERATURE[0]:g}-{TEMPERATURE[1]:g}"
+        if not 0 <= self.tau <= MAX_TAU:
+            return f"prior shift tau {self.tau:g} outside 0-{MAX_TAU:g}"
+        if self.tau and (len(self.log_prior) != classes or not all(-50 <= v <= 0 for v in self.log_prior)):
+            return f"the log prior is not {classes} log frequencies"
+        if self.bias and (len(self.bias) != classes or max(abs(b) for b in self.bias) > MAX_BIAS):
+            return f"the offsets are not {classes} numbers within +-{MAX_BIAS:g}"
+        return None

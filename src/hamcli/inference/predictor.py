@@ -20,7 +20,7 @@ from hamcli.classes import CLASS_NAMES
 from hamcli.data.preprocess import ImageReadError, decode_all
 from hamcli.errors import ModelError
 from hamcli.inference.postprocess import Postprocess
-from hamcli.models.precision import Precision
+from hamcli.models.precision import Precision, describe
 from hamcli.runs import resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class Prediction:
     probability: float
     probabilities: dict[str, float]
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
@@ -45,7 +46,17 @@ class Prediction:
     def as_dict(self) -> dict:
         return {"path": self.source, "code": self.code, "name": self.name, "probability": self.probability,
                 "top_k": [{"code": c, "probability": p} for c, p in self.top_k],
-                "probabilities": self.probabilities}
+                "probabilities": self.probabilities, "precision": self.precision}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a model gives for a batch: `probabilities`, after its whole postprocessing (what predict
+    reports and decides on), and `scores`, before its decision offsets (prior shift, operating point) but
+    after its temperature, for ranking metrics such as AUC, which must not move with a threshold."""
+
+    probabilities: np.ndarray
+    scores: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -64,41 +75,61 @@ def read_checkpoint(ref: str | Path | None) -> tuple[dict, Path]:
 
 
 class Predictor:
-    """A model with its recorded preprocessing; `predict` takes paths, PIL images or lists of them."""
+    """A model with its recorded preprocessing; `predict` takes paths, PIL images or lists of them.
+
+    Every batch size runs the same numerics (`hamcli.models.precision.inference`: fp32 with channels-last on
+    CPU unless bf16 was asked for, batch norm folded), so an image gets the same probabilities alone, in a
+    batch of any size, from a path, a PIL image or an upload.
+    """
 
     def __init__(self, model: torch.nn.Module, card: checkpoint.CheckpointInfo, ckpt: dict, prec: Precision) -> None:
         import torch
 
-        self.model = model.to(prec.device).eval()
+        from hamcli.models.fold import fold_batchnorm
+
+        model = model.to(prec.device).eval()
+        fold_batchnorm(model)
+        self.model = model.to(memory_format=prec.memory_format)
         self.card = card
         self.ckpt_meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler",
                                                                      "generator", "torch_rng")}
-        self.prec = prec  # for one image at a time: fp32 on CPU
-        self._batch_prec: Precision | None = None
-        self._fused: torch.nn.Module | None = None
+        self.prec = prec
         self.mean = torch.tensor(card.mean)
         self.std = torch.tensor(card.std)
         self.post = Postprocess.from_dict(ckpt.get("postprocess"), card.path, len(card.classes))
+        self.probe()
 
     @classmethod
-    def load(cls, ref: str | Path | None = None, device: str = "auto") -> Predictor:
+    def load(cls, ref: str | Path | None = None, device: str = "auto", precision: str = "fp32") -> Predictor:
         ckpt, path = read_checkpoint(ref)
         if "members" in ckpt:
             raise ModelError(f"{path}: an ensemble of {len(ckpt['members'])} models; load it with "
                              "hamcli.load_model")
-        return cls.from_checkpoint(ckpt, path, device)
+        return cls.from_checkpoint(ckpt, path, device, precision)
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict, path: Path, device: str = "auto") -> Predictor:
+    def from_checkpoint(cls, ckpt: dict, path: Path, device: str = "auto", precision: str = "fp32") -> Predictor:
         """A Predictor from a checkpoint already read (and checked) by `hamcli.models.checkpoint.load`."""
-        from hamcli.models.precision import resolve_device
+        from hamcli.models.precision import inference
 
         card = checkpoint.CheckpointInfo.from_checkpoint(ckpt, path)
-        dev = resolve_device(device)
-        # On CUDA, mixed precision; on CPU, fp32 until a batch asks for the precision measured on this machine
-        # (never the training machine's choice: bf16 is emulated, and slow, on many CPUs).
-        prec = Precision(dev, "fp16" if dev == "cuda" else "fp32", dev == "cuda", "default")
-        return cls(checkpoint.build_from(ckpt, path), card, ckpt, prec)
+        return cls(checkpoint.build_from(ckpt, path), card, ckpt, inference(device, precision))
+
+    @property
+    def precision(self) -> str:
+        """How this model computes, as recorded in every output row: `fp32 + channels-last`, say."""
+        return describe(self.prec)
+
+    def probe(self) -> None:
+        """One forward pass on a fixed input: a model whose output is not a probability vector (weights or
+        postprocessing edited, damaged or overflowing) is refused here, before it answers anyone."""
+        h, w = self.input_size
+        ramp = np.linspace(0, 255, h * w * 3, dtype=np.float32).reshape(1, h, w, 3).astype(np.uint8)
+        probs = self.outputs(ramp).probabilities
+        if probs.shape != (1, len(self.classes)) or not np.isfinite(probs).all() or \
+                abs(float(probs.sum()) - 1.0) > 1e-3 or (probs < 0).any():
+            raise ModelError(f"{self.card.path}: a test image gives {np.round(probs, 3).tolist()}, not "
+                             f"{len(self.classes)} probabilities that sum to 1; the file is damaged or edited")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -121,51 +152,23 @@ class Predictor:
         ok = [i for i in range(len(items)) if i not in failed]
         return out[ok], ok, [Failure(str(items[i]), reason) for i, reason in sorted(failed.items())]
 
-    def batch_precision(self, batch_size: int) -> Precision:
-        """For many images on CPU: the fastest precision measured on this machine (remembered per model)."""
-        if self._batch_prec is None:
-            self._batch_prec = self.prec
-            if self.prec.device == "cpu":
-                from hamcli.models.build import build_model
-                from hamcli.models.precision import measure_cpu
-
-                self._batch_prec = measure_cpu(f"{self.card.arch}-{self.input_size[1]}x{self.input_size[0]}",
-                                               lambda: build_model(self.card.arch)[0], self.input_size,
-                                               batch_size, train=False)
-        return self._batch_prec
-
-    def _batch_model(self, prec: Precision) -> torch.nn.Module:
-        """For many images: a copy with batch norm folded into the convolutions (same outputs, fewer passes).
-
-        `self.model` itself stays untouched, so Grad-CAM's hooks still find every layer.
-        """
-        if self._fused is None:
-            self._fused = self.model
-            if self.prec.device == "cpu":
-                import copy
-
-                from torch.fx.experimental.optimization import fuse
-
-                try:
-                    self._fused = fuse(copy.deepcopy(self.model)).eval()
-                except Exception:  # noqa: BLE001 - a model torch.fx cannot trace keeps its plain form
-                    self._fused = self.model
-        return self._fused.to(memory_format=prec.memory_format)
-
-    def probabilities(self, images: np.ndarray, batch_size: int = 64, tta: bool = False) -> np.ndarray:
-        """(N, classes) probabilities for (N, H, W, 3) uint8 images already preprocessed."""
+    def outputs(self, images: np.ndarray, batch_size: int = 64, tta: bool = False, raw: bool = False) -> Outputs:
+        """Probabilities and ranking scores (`Outputs`) for (N, H, W, 3) uint8 images already preprocessed;
+        `raw`: the network's own softmax, without the postprocessing (as an ensemble fitted on it takes it)."""
         import torch
 
         from hamcli.inference.forward import logits
 
-        if len(images) > 8:  # folding and measuring cost more than a few images
-            prec = self.batch_precision(batch_size)
-            model = self._batch_model(prec)
-        else:
-            prec, model = self.prec, self.model
-        out = logits(model, torch.from_numpy(np.ascontiguousarray(images)), prec, self.mean, self.std,
+        out = logits(self.model, torch.from_numpy(np.ascontiguousarray(images)), self.prec, self.mean, self.std,
                      batch_size=batch_size, tta=tta, num_classes=len(self.classes))
-        return self.post.apply(out).softmax(1).numpy()
+        if raw:
+            probs = out.softmax(1).numpy()
+            return Outputs(probs, probs)
+        return Outputs(self.post.apply(out).softmax(1).numpy(), self.post.scores(out).softmax(1).numpy())
+
+    def probabilities(self, images: np.ndarray, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+        """(N, classes) probabilities for (N, H, W, 3) uint8 images already preprocessed."""
+        return self.outputs(images, batch_size, tta).probabilities
 
     def _rows(self, sources: list[str], probs: np.ndarray, top_k: int) -> list[Prediction]:
         rows = []
@@ -173,7 +176,7 @@ class Predictor:
             order = np.argsort(-p, kind="stable")
             rows.append(Prediction(src, self.classes[order[0]], float(p[order[0]]),
                                    {c: float(v) for c, v in zip(self.classes, p, strict=True)},
-                                   [(self.classes[i], float(p[i])) for i in order[:top_k]]))
+                                   [(self.classes[i], float(p[i])) for i in order[:top_k]], self.precision))
         return rows
 
     def predict_many(self, items: Sequence[ImageInput], top_k: int = 3, batch_size: int = 64, tta: bool = False,

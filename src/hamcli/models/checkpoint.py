@@ -15,11 +15,13 @@ import hamcli.fsio as fsio
 from hamcli._version import __version__
 from hamcli.classes import CLASS_CODES
 from hamcli.data.preprocess import Preprocess
-from hamcli.errors import ModelError
+from hamcli.errors import HamcliError, ModelError
 from hamcli.models.weights import read_torch_file
 from hamcli.models.zoo import MODELS
 
 FORMAT_VERSION = 2
+MAX_MEMBERS = 32  # a one-file ensemble larger than this is refused before anything is built
+MAX_WEIGHT = 1e6  # no trained weight or batch-norm statistic comes near it
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,11 @@ def load(path: Path) -> dict:
         if not isinstance(members, list) or not members or \
                 not all(isinstance(m, dict) and isinstance(m.get("state_dict"), dict) for m in members):
             raise ModelError(f"{path}: its ensemble members are malformed; the file is damaged")
+        if len(members) > MAX_MEMBERS:
+            raise ModelError(f"{path}: an ensemble of {len(members)} members, more than hamcli loads "
+                             f"({MAX_MEMBERS}); the file is damaged or not meant for hamcli")
+        for i, member in enumerate(members):
+            _check_member(member, i, path)
     elif not isinstance(ckpt.get("state_dict"), dict):
         raise ModelError(f"{path}: checkpoint has no weights (state_dict); the file is damaged")
     if tuple(ckpt.get("classes", ())) != CLASS_CODES:
@@ -111,6 +118,27 @@ def load(path: Path) -> dict:
         ckpt = _upgrade(ckpt, path)
     CheckpointInfo.from_checkpoint(ckpt, path)  # validates the preprocessing record
     return ckpt
+
+
+def _check_member(member: dict, index: int, path: Path) -> None:
+    """A one-file ensemble's member may override the shared fields: each override is checked as the top's."""
+    from hamcli.slots import check_name
+
+    where = f"{path}: member {index + 1}"
+    if "classes" in member and tuple(member["classes"] if isinstance(member["classes"], list) else ()) != CLASS_CODES:
+        raise ModelError(f"{where} has classes {member['classes']!r}, not hamcli's {list(CLASS_CODES)}; its "
+                         "probabilities would be read as the wrong classes")
+    if "arch" in member and member["arch"] not in MODELS:
+        raise ModelError(f"{where}: architecture {member['arch']!r} is not in this hamcli's zoo")
+    if "preprocess" in member:
+        Preprocess.from_dict(member["preprocess"], where)
+    name = member.get("member")
+    if name is not None:
+        try:
+            check_name(str(name))
+        except HamcliError:
+            raise ModelError(f"{where} is named {str(name)[:60]!r}, not a plain name (letters, digits, - _ .); "
+                             "the file is damaged or edited") from None
 
 
 def build_from(ckpt: dict, path: Path | str = "checkpoint"):  # noqa: ANN201 - an nn.Module in eval mode
@@ -131,8 +159,11 @@ def build_from(ckpt: dict, path: Path | str = "checkpoint"):  # noqa: ANN201 - a
     except RuntimeError as exc:
         raise ModelError(f"{path}: its weights do not fit architecture {ckpt['arch']!r} ({str(exc)[:200]}); "
                          "the file is damaged or was edited") from None
-    model = model.float()  # fp16-stored weights compute in fp32; the precision is chosen on this machine
+    model = model.float()  # fp16-stored weights compute in fp32
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ModelError(f"{path}: tensor {name!r} holds NaN or infinite values; the file is damaged")
+        if tensor.is_floating_point() and tensor.numel() and float(tensor.abs().max()) > MAX_WEIGHT:
+            raise ModelError(f"{path}: tensor {name!r} holds {float(tensor.abs().max()):.1e}, beyond any trained "
+                             f"weight (limit {MAX_WEIGHT:.0e}); the file is damaged or edited")
     return model.eval()

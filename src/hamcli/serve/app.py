@@ -36,12 +36,14 @@ def model_info(predictor: Any) -> dict:
     path = predictor.card.path
     name = "bundled" if bundle else (path.parent.name if path.is_file() else path.name)
     return {"name": name, "arch": predictor.card.arch, "classes": list(predictor.classes),
+            "precision": predictor.precision,
             "input_size": list(reversed(predictor.input_size)), "figures": figures,
             "figures_on": bundle.get("test_split", "the run's validation rows"),
             "notice": "A research tool trained on HAM10000 dermatoscopic images: not a diagnosis."}
 
 
-def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, device: str = "auto") -> FastAPI:
+def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, device: str = "auto",
+               precision: str = "fp32") -> FastAPI:
     """The FastAPI application for `model` (a run, checkpoint, family or "bundled"; None: the default)."""
     from hamcli.data.preprocess import ImageReadError, Upload
     from hamcli.errors import UsageError
@@ -50,7 +52,7 @@ def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, d
     from hamcli.inference.load import load_model
 
     MultiPartParser.spool_max_size = max_upload + 1  # keep every upload in memory: nothing is written to disk
-    predictor = load_model(model, device=device)
+    predictor = load_model(model, device=device, precision=precision)
     info = model_info(predictor)
     cam_lock = threading.Lock()
     page = files("hamcli.serve").joinpath("page.html").read_text(encoding="utf-8")

@@ -63,6 +63,7 @@ class TrainConfig:
     prior_shift: str = "none"  # none, auto (chosen on validation) or a number: logit adjustment towards rare classes
     melanoma_sensitivity: float = 0.0  # operating point: raise melanoma's logit until validation recall reaches it
     refit: str | None = None  # a finished run: train on its training and validation rows, keep the last epoch
+    refit_fold: str | None = None  # "k/K": a refit leaving out fold k of K, for the refit's out-of-fold calibration
     device: str = "auto"
     precision: str = "auto"
     name: str | None = None
@@ -98,6 +99,13 @@ class TrainConfig:
         if self.refit and (self.early_stop or self.schedule == "plateau" or self.fold is not None):
             raise UsageError("--refit trains without validation rows: it cannot use --early-stop, --schedule "
                              "plateau or --fold")
+        if self.refit_fold is not None:
+            from hamcli.training.sampling import refit_folds
+
+            if not self.refit:
+                raise UsageError("refit_fold is for the out-of-fold models of a refit (`hamcli calibrate REFIT "
+                                 "--folds K`), not for a run of its own")
+            refit_folds(self.refit_fold)
         if self.warmup_epochs and self.schedule == "plateau":
             raise UsageError("--warmup-epochs works with --schedule cosine, onecycle or none, not plateau")
         if self.prior_shift not in ("none", "auto"):

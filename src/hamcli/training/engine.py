@@ -63,7 +63,8 @@ class Trainer:
         self.dist = distributed.context()
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
-        self.data: TrainData = select(self.prepared, cfg.fold, carve_seed(asdict(cfg)), refit=bool(cfg.refit))
+        self.data: TrainData = select(self.prepared, cfg.fold, carve_seed(asdict(cfg)), refit=bool(cfg.refit),
+                                      refit_fold=cfg.refit_fold)
         self.spec = get_spec(cfg.arch)
         self.size = self.prepared.size
         self.preprocess = Preprocess(self.size, self.spec.mean, self.spec.std)
@@ -112,7 +113,7 @@ class Trainer:
                          "seen_image_ids": self.seen_ids},
                 "started_from": self.weights_report.source if self.weights_report else "random initialisation",
                 "precision": {"device": self.prec.device, "dtype": self.prec.dtype,
-                              "channels_last": self.prec.channels_last},
+                              "channels_last": self.prec.channels_last, "why": self.prec.reason},
                 "world_size": self.dist.world, "batch_size_per_device": self.cfg.batch_size,
                 "global_batch_size": self.cfg.batch_size * self.dist.world}
 
@@ -307,8 +308,10 @@ class Trainer:
         from hamcli.training.calibrate import calibrate
 
         d, found = self.data, {}
-        if self.cfg.refit:
-            return self._inherit_calibration()
+        if self.cfg.refit:  # it trained on its source's validation rows: none are left to fit on
+            return {"fitted_on": None, "why": "a refit trains on its validation rows too; `hamcli calibrate RUN "
+                                              "--folds K` fits its postprocessing on out-of-fold predictions of its "
+                                              "recipe"} if not self.cfg.refit_fold else None
         if not len(d.val_idx) or not self.state.best_epoch:
             return None
         y = d.labels[torch.from_numpy(d.val_idx)].numpy()
@@ -325,20 +328,6 @@ class Trainer:
                                      melanoma_sensitivity=self.cfg.melanoma_sensitivity)
             checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
             found[name] = record
-        return found.get("best.pt")
-
-    def _inherit_calibration(self) -> dict | None:
-        """A refit has no validation rows of its own: it reuses the postprocessing fitted on its source run's."""
-        from hamcli.runs import resolve_run
-
-        source, found = resolve_run(self.cfg.refit), {}
-        for name in ("best.pt", "best_raw.pt"):
-            if (self.run_dir / name).exists() and (source / name).exists():
-                ckpt = checkpoint.load(source / name)
-                record = {**(ckpt.get("calibration") or {}),
-                          "fitted_on": f"the validation rows of {source.name} (a refit has none of its own)"}
-                checkpoint.update(self.run_dir / name, postprocess=ckpt.get("postprocess"), calibration=record)
-                found[name] = record
         return found.get("best.pt")
 
     def _write_reports(self) -> None:

@@ -17,7 +17,8 @@ import hamcli.models.checkpoint as checkpoint
 import hamcli.paths as paths
 import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
-from hamcli.errors import UsageError
+from hamcli.errors import HamcliError, UsageError
+from hamcli.models.checkpoint import MAX_MEMBERS
 from hamcli.runs import (
     family_members,
     finished_checkpoint,
@@ -25,7 +26,6 @@ from hamcli.runs import (
     new_run_name,
     resolve_checkpoint,
     resolve_model,
-    resolve_run,
     set_latest,
 )
 from hamcli.training import distributed
@@ -35,11 +35,19 @@ from hamcli.training.engine import Trainer, TrainEvents
 
 def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
     """One model per fold of the prepared dataset, in `runs/<name>/fold<k>`; returns the family folder."""
+    from hamcli.data.splits import calibration_rows
+
     prepared = PreparedDataset.open(cfg.data)
     k = int(prepared.manifest["fold"].max()) + 1
     if k < 2:
         raise UsageError(f"--all-folds: prepared dataset {prepared.name!r} has no folds; "
                          "run `hamcli prepare --folds K` first")
+    calibrated = len(calibration_rows(prepared.manifest)) > 0
+    if cfg.melanoma_sensitivity > 0 and not calibrated:
+        raise UsageError(f"--all-folds --melanoma-sensitivity: every row of {prepared.name!r} outside its test split "
+                         "is in some fold's training rows, so none is left to fit the family's operating point on; "
+                         "prepare with a val split, which no fold trains on (e.g. `--split 70/15/15 --folds "
+                         f"{k}`)")
     ctx = distributed.context()
     name = distributed.broadcast(cfg.name or new_run_name(cfg.arch), ctx)
     # The family becomes visible under its name only when every fold has finished; rank 0 holds the name.
@@ -62,8 +70,8 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
                 fsio.write_json(family / "family.json", {"members": members, "folds": k, "arch": cfg.arch,
                                                          "data": prepared.name, "val": stats})
                 fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
-                if cfg.melanoma_sensitivity > 0:
-                    fit_operating_point(family, cfg.melanoma_sensitivity)
+                if calibrated:
+                    fit_family_postprocess(family, cfg.melanoma_sensitivity)
         if ctx.main:
             set_latest(paths.runs_dir() / name)
         distributed.barrier(ctx)
@@ -101,78 +109,84 @@ def out_of_fold(family: Path) -> OutOfFold:
                      [m.name for m in members])
 
 
-def fit_operating_point(family: Path, target: float) -> dict:
-    """The family's melanoma operating point: the smallest offset to the melanoma logit of the averaged
-    prediction that reaches `target` sensitivity on rows no member trained on: a K-fold family's out-of-fold
-    predictions, or the validation rows that every run of an ensemble chose its epoch on. Recorded in
-    family.json (and so applied by every command that loads the family) with its effect on those rows."""
-    from hamcli.evaluation.metrics import with_melanoma
-    from hamcli.inference.postprocess import Postprocess
-    from hamcli.training.calibrate import MELANOMA, choose_bias
+def fit_family_postprocess(family: Path, target: float = 0.0) -> dict:
+    """The family's own postprocessing, fitted as a run's is (`hamcli.training.calibrate.calibrate`: prior shift
+    as the members were configured, the melanoma operating point for `target` sensitivity, none for 0, then
+    the temperature), on the family's own average of its members' raw probabilities, on rows no member trained
+    on: the val split of a K-fold family's dataset, which no fold trains on, or the validation rows every run
+    of an ensemble chose its epoch on. Recorded in family.json (so every command that loads the family
+    applies it to that same average) with its effect on those rows."""
+    from hamcli.training.calibrate import calibrate
 
     info = json.loads((family / "family.json").read_text())
-    if info.get("ensemble_of"):
-        probs, y = shared_validation(family)
-        fitted_on = "the validation rows every member chose its epoch on (none of them trained on these)"
-    else:
-        oof = out_of_fold(family)
-        probs, y = oof.probabilities, oof.labels
-        fitted_on = "out-of-fold validation predictions (each image from the member that did not train on it)"
+    probs, y, fitted_on, counts, prior_shift = held_out_average(family)
     logits = np.log(np.clip(probs, 1e-12, 1.0))
-    bias = np.zeros(logits.shape[1])
-    bias[MELANOMA] = choose_bias(logits, y, target)
-    post = Postprocess(bias=tuple(float(b) for b in bias)) if bias.any() else Postprocess()
-    record = {"fitted_on": fitted_on, "images": int(len(y)), "melanoma_sensitivity_target": target,
-              "melanoma_bias": float(bias[MELANOMA]), "before": with_melanoma(y, logits.argmax(1)),
-              "after": with_melanoma(y, (logits + bias).argmax(1))}
-    fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record})
+    post, record = calibrate(logits, y, counts, prior_shift, melanoma_sensitivity=target)
+    record["fitted_on"] = fitted_on
+    fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record,
+                                             "members_raw": True})
     return record
 
 
-def shared_validation(family: Path) -> tuple[np.ndarray, np.ndarray]:
-    """An ensemble of runs' averaged probabilities (each member's own postprocessing, not the family's) and
-    the labels, on the validation rows its members share: runs that chose their epochs on the same rows,
-    such as different architectures trained on one split (`held_out` refuses members validated on
-    different rows, and refits, which trained on theirs)."""
+def held_out_average(family: Path) -> tuple[np.ndarray, np.ndarray, str, list[int], str]:
+    """A family's average of its members' raw probabilities, the labels and a description of the rows no member
+    trained on; the training class counts and the prior shift its members were configured with. A UsageError
+    naming the fix where there are no such rows."""
+    from hamcli.classes import encode
+    from hamcli.data.splits import calibration_rows
     from hamcli.evaluation.scoring import held_out
     from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.postprocess import Postprocess
 
+    info = json.loads((family / "family.json").read_text())
     ensemble = Ensemble.load_family(family)
-    ensemble.post = Postprocess()
-    val = held_out(ensemble, "val")
-    return ensemble.probabilities(val.images).astype(np.float64), val.y_true
+    ensemble.post, ensemble.members_raw = Postprocess(), True
+    counts = np.sum([m.ckpt_meta["data"]["train_counts"] for m in ensemble.members], axis=0).tolist()
+    prior_shift = ensemble.members[0].ckpt_meta.get("config", {}).get("prior_shift", "none")
+    if info.get("ensemble_of"):
+        val = held_out(ensemble, "val")  # refuses members validated on different rows, and refits
+        return (ensemble.probabilities(val.images).astype(np.float64), val.y_true,
+                "the validation rows every member chose its epoch on (none of them trained on these)", counts,
+                prior_shift)
+    prepared = PreparedDataset.open(info["data"])
+    rows = calibration_rows(prepared.manifest)
+    if not len(rows):
+        raise UsageError(f"{family.name}: every row of {prepared.name!r} outside its test split trains some fold, "
+                         "so no rows are left to calibrate the family on; prepare with a val split, which no fold "
+                         "trains on (e.g. `hamcli prepare --split 70/15/15 --folds K`), and train --all-folds again")
+    images = np.asarray(prepared.images()[rows])
+    y = encode(prepared.manifest["dx"].iloc[rows])
+    return (ensemble.probabilities(images).astype(np.float64), y,
+            f"the val split of {prepared.name}, which no fold trained on", counts, prior_shift)
 
 
-def combine(runs: list[str], name: str, operating_point_from: str | None = None, overwrite: bool = False) -> Path:
+def combine(runs: list[str], name: str, overwrite: bool = False, set_default: bool = False) -> Path:
     """A family whose members are finished runs, so that predict, evaluate, export and bundle_model use their
     average. A member may also be a checkpoint file, and a one-file ensemble (the bundled model, say)
     gives all its members, so that runs of one's own can join them. Each member's best.pt is hard-linked
     (else copied) into the family, so that training a run of the same name again later does not change the
-    ensemble. Runs refitted on every row (`--refit`) have no held-out rows left to fit an operating point
-    on: `operating_point_from` copies the one another family fitted (`fit_operating_point`)."""
+    ensemble. Where the members chose their epochs on the same validation rows, the family's temperature is
+    fitted there on its own averaged prediction (`fit_family_postprocess`); elsewhere (refits, members of
+    other splits) no rows are held out from every member, and the average stays uncalibrated, as its record
+    says. It becomes the default model only with `set_default`."""
     from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.predictor import Predictor
 
+    taken = {resolve_model(ref).resolve() for ref in runs}
+    if (paths.runs_dir() / name).resolve() in taken:
+        raise UsageError(f"hamcli ensemble --name {name}: {name} is one of the runs to combine; replacing it would "
+                         "lose the run itself. Choose another --name")
     sources = [source for ref in runs for source in _member_sources(ref)]
     names = [member for member, _ in sources]
     if len(sources) < 2 or len({str(c.resolve()) if isinstance(c, Path) else id(c) for _, c in sources}) < 2:
         raise UsageError("hamcli ensemble: name at least two different runs")
+    if len(sources) > MAX_MEMBERS:
+        raise UsageError(f"hamcli ensemble: {len(sources)} members, more than hamcli loads ({MAX_MEMBERS})")
     if len(set(names)) < len(names):
         raise UsageError(f"hamcli ensemble: two runs are both named {max(names, key=names.count)!r}; an "
                          "ensemble's members need names of their own")
     members = [Predictor.load(c) if isinstance(c, Path) else Predictor.from_checkpoint(c, Path(n)) for n, c in sources]
     Ensemble(members, Path(name))  # refuses members trained with different inputs
-    record: dict = {}
-    if operating_point_from is not None:
-        source = resolve_run(operating_point_from)
-        record = json.loads((source / "family.json").read_text()) if is_family(source) else {}
-        if not record.get("postprocess"):
-            raise UsageError(f"--operating-point-from {operating_point_from}: not a family with a fitted operating "
-                             "point; fit one with `hamcli calibrate FAMILY --melanoma-sensitivity S` (or train "
-                             "`--all-folds --melanoma-sensitivity S`)")
-        record = {"postprocess": record["postprocess"],
-                  "calibration": {**record.get("calibration", {}), "copied_from": source.name}}
     first = members[0].ckpt_meta["config"]
     with slots.replace(paths.runs_dir(), name, "run", overwrite) as family:
         for member, ckpt in sources:
@@ -180,7 +194,8 @@ def combine(runs: list[str], name: str, operating_point_from: str | None = None,
             if isinstance(ckpt, dict):  # unpacked from a one-file ensemble
                 import torch
 
-                torch.save(ckpt, family / member / "best.pt")
+                with fsio.atomic_path(family / member / "best.pt") as tmp:
+                    torch.save(ckpt, tmp)
                 continue
             try:
                 os.link(ckpt, family / member / "best.pt")
@@ -190,9 +205,15 @@ def combine(runs: list[str], name: str, operating_point_from: str | None = None,
                 if (ckpt.parent / record_file).exists():
                     shutil.copy2(ckpt.parent / record_file, family / member / record_file)
         fsio.write_json(family / "family.json", {"members": names, "ensemble_of": runs, "folds": None,
-                                                 "arch": first["arch"], "data": first.get("data"), "val": {}, **record})
+                                                 "arch": first["arch"], "data": first.get("data"), "val": {}})
         fsio.write_json(family / "config.json", {**first, "name": name, "ensemble_of": runs})
-    set_latest(paths.runs_dir() / name)
+        try:
+            fit_family_postprocess(family)
+        except HamcliError as exc:  # no rows held out from every member: the average stays as it is
+            info = json.loads((family / "family.json").read_text())
+            fsio.write_json(family / "family.json", {**info, "calibration": {"fitted_on": None, "why": str(exc)}})
+    if set_default:
+        set_latest(paths.runs_dir() / name)
     return paths.runs_dir() / name
 
 

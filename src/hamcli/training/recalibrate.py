@@ -1,47 +1,88 @@
-"""`hamcli calibrate`: a finished run's melanoma operating point chosen again, without training it again.
+"""`hamcli calibrate`: a finished model's postprocessing fitted again, on rows it never trained on.
 
-A run fits its postprocessing (prior shift, melanoma offset, temperature) on its validation rows when it
-finishes, and a K-fold family fits its melanoma offset on its out-of-fold predictions; either can be fitted
-again for another target sensitivity. The test split plays no part.
+- A run: its prior shift (as configured), melanoma offset and temperature, on the validation rows it chose
+  its epoch on.
+- A family (K folds, or runs combined with `hamcli ensemble`): its offset and temperature, on its own
+  averaged prediction on rows no member trained on (`hamcli.training.folds.fit_family_postprocess`).
+- A refit trained on its validation rows too, so none are left: `folds=K` trains its recipe K more times,
+  each leaving out one lesion-grouped fold of its rows, and fits on those out-of-fold predictions (as
+  scikit-learn's CalibratedClassifierCV does with ensemble=False).
+
+The test split plays no part. The run changes as a whole, under its lock: a new version of its folder with
+every file updated replaces the old one in one rename, so an interrupted calibrate leaves it as it was.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 import hamcli.fsio as fsio
 import hamcli.models.checkpoint as checkpoint
+import hamcli.slots as slots
 from hamcli.errors import UsageError
 from hamcli.runs import finished_checkpoint, is_family, resolve_run
 
+ACCURACY_WARNING = 0.05  # an operating point that costs more accuracy than this on held-out rows is pointed out
 
-def recalibrate(run: str | Path, melanoma_sensitivity: float) -> dict:
-    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target on rows it never
-    trained on; returns the record of its effect there (`before`, `after`). Checkpoints are replaced
-    atomically, so an ensemble that pinned the old ones keeps them."""
-    if not 0 < melanoma_sensitivity < 1:
-        raise UsageError(f"--melanoma-sensitivity {melanoma_sensitivity}: a fraction in (0, 1), e.g. 0.6")
-    run_dir = resolve_run(run)
-    if is_family(run_dir):
-        from hamcli.training.folds import fit_operating_point
 
-        record = fit_operating_point(run_dir, melanoma_sensitivity)
-        _record_target(run_dir, melanoma_sensitivity)
-        return record
-    best = finished_checkpoint(run_dir, f"hamcli calibrate {run}")
-    source = checkpoint.load(best)["config"].get("refit")
-    if source:
-        raise UsageError(f"hamcli calibrate {run}: a refit has no validation rows of its own; calibrate {source} "
-                         "and refit it again (a refit copies its source's postprocessing)")
-    records = {name: recalibrate_checkpoint(run_dir / name, melanoma_sensitivity)
-               for name in ("best.pt", "best_raw.pt") if (run_dir / name).exists()}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    fsio.write_json(run_dir / "metrics.json", {**metrics, "calibration": records["best.pt"]})
-    _record_target(run_dir, melanoma_sensitivity)
-    return records["best.pt"]
+def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, folds: int | None = None,
+                events=None) -> dict:  # noqa: ANN001 - TrainEvents for the out-of-fold runs
+    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target (None: the run's own)
+    on rows it never trained on; returns the record of its effect there (`before`, `after`)."""
+    if melanoma_sensitivity is not None and not 0 <= melanoma_sensitivity < 1:
+        raise UsageError(f"--melanoma-sensitivity {melanoma_sensitivity}: a fraction in [0, 1), e.g. 0.6 (0: no "
+                         "operating point)")
+    named = resolve_run(run)
+    if not is_family(named):
+        finished_checkpoint(named, f"hamcli calibrate {run}")
+    with slots.revise(named.parent, named.name, "run") as run_dir:  # all of it changes, or none
+        if is_family(run_dir):
+            from hamcli.training.folds import fit_family_postprocess
+
+            if folds:
+                raise UsageError(f"--folds: {named.name} is an ensemble, calibrated on its own held-out rows; "
+                                 "--folds is for refits")
+            target = _target(run_dir, melanoma_sensitivity)
+            record = fit_family_postprocess(run_dir, target)
+            _record_target(run_dir, target)
+            return record
+        best = run_dir / "best.pt"
+        config = checkpoint.load(best)["config"]
+        target = config.get("melanoma_sensitivity", 0.0) if melanoma_sensitivity is None else melanoma_sensitivity
+        if config.get("refit"):
+            if not folds:
+                raise UsageError(f"hamcli calibrate {run}: a refit trained on its validation rows too, so none are "
+                                 "held out; give --folds K (e.g. 3) to fit it on out-of-fold predictions of its "
+                                 "recipe (K more trainings)")
+            records = {"best.pt": _calibrate_refit(run_dir, config, folds, target, events)}
+        else:
+            if folds:
+                raise UsageError(f"--folds: {named.name} has validation rows of its own; --folds is for refits")
+            records = {name: recalibrate_checkpoint(run_dir / name, target)
+                       for name in ("best.pt", "best_raw.pt") if (run_dir / name).exists()}
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        fsio.write_json(run_dir / "metrics.json", {**metrics, "calibration": records["best.pt"]})
+        _record_target(run_dir, target)
+        return records["best.pt"]
+
+
+def accuracy_cost(record: dict) -> float:
+    """Accuracy given up on the held-out rows by the postprocessing (negative: gained)."""
+    return float(record["before"]["accuracy"] - record["after"]["accuracy"])
+
+
+def _target(run_dir: Path, given: float | None) -> float:
+    if given is not None:
+        return given
+    try:
+        return float(json.loads((run_dir / "config.json").read_text()).get("melanoma_sensitivity") or 0.0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _record_target(run_dir: Path, melanoma_sensitivity: float) -> None:
@@ -79,4 +120,56 @@ def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float) -> dict:
                              config.get("prior_shift", "none"), melanoma_sensitivity=melanoma_sensitivity)
     checkpoint.update(path, postprocess=post.as_dict(), calibration=record,
                       config={**config, "melanoma_sensitivity": melanoma_sensitivity})
+    return record
+
+
+def out_of_fold_logits(run_dir: Path, config: dict, folds: int, events=None  # noqa: ANN001
+                       ) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
+    """The refit's recipe trained `folds` times, each without one lesion-grouped fold of the refit's rows;
+    each fold's rows predicted (log-probabilities, no postprocessing) by the model that did not train on them.
+    Returns logits, labels, image ids and folds, in fold order. The fold models are thrown away."""
+    from hamcli.inference.postprocess import Postprocess
+    from hamcli.inference.predictor import Predictor
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.engine import Trainer
+
+    cfg = TrainConfig.from_dict(config)
+    logits, labels, ids, fold = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix=".calibration-folds-", dir=run_dir) as tmp:
+        for k in range(folds):
+            trainer = Trainer(replace(cfg, name=None, overwrite=False, refit_fold=f"{k}/{folds}"), events,
+                              run_dir=Path(tmp) / f"fold{k}")
+            trainer.run()
+            model = Predictor.load(Path(tmp) / f"fold{k}" / "best.pt")
+            model.post = Postprocess()
+            rows = trainer.data.val_idx
+            probs = model.probabilities(trainer.data.images[rows].numpy())
+            logits.append(np.log(np.clip(probs, 1e-12, 1.0)))
+            labels.append(trainer.data.labels[rows].numpy())
+            ids += trainer.prepared.manifest["image_id"].iloc[rows].tolist()
+            fold += [k] * len(rows)
+    return np.concatenate(logits), np.concatenate(labels), ids, fold
+
+
+def _calibrate_refit(run_dir: Path, config: dict, folds: int, target: float, events=None) -> dict:  # noqa: ANN001
+    import pandas as pd
+
+    from hamcli.classes import CLASS_CODES
+    from hamcli.training.calibrate import calibrate
+
+    if not 2 <= folds <= 10:
+        raise UsageError(f"--folds {folds}: from 2 to 10")
+    best = run_dir / "best.pt"
+    logits, y, ids, fold = out_of_fold_logits(run_dir, config, folds, events)
+    post, record = calibrate(logits, y, checkpoint.load(best)["data"]["train_counts"],
+                             config.get("prior_shift", "none"), melanoma_sensitivity=target)
+    record["fitted_on"] = (f"out-of-fold predictions of this refit's recipe: {folds} models, each trained without one "
+                           "lesion-grouped fold of the refit's rows and predicting that fold")
+    table = pd.DataFrame({"image_id": ids, "fold": fold, "true_dx": [CLASS_CODES[i] for i in y]})
+    for i, code in enumerate(CLASS_CODES):
+        table[f"logit_{code}"] = logits[:, i].round(6)
+    with fsio.atomic_path(run_dir / "calibration-oof.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    checkpoint.update(best, postprocess=post.as_dict(), calibration=record,
+                      config={**config, "melanoma_sensitivity": target})
     return record

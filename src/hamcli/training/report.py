@@ -1,4 +1,4 @@
-"""A run's human-readable outputs: history.csv, curves.png, metrics.json."""
+"""A run's human-readable outputs: history.csv, timing.csv, curves.png, metrics.json."""
 
 from __future__ import annotations
 
@@ -8,15 +8,23 @@ import pandas as pd
 
 import hamcli.fsio as fsio
 
+TIMING = ("train_seconds", "images_per_s")  # how fast, not what was learnt: timing.csv, not history.csv
+
 
 def write_reports(run_dir: Path, history: list[dict], best_epoch: int, monitor: str, prefix: str = "val_",
                   calibration: dict | None = None, status: str = "finished") -> None:
-    """`prefix`: the validation columns the run selected on (`val_ema_` for the moving average)."""
+    """`prefix`: the validation columns the run selected on (`val_ema_` for the moving average).
+
+    history.csv holds what the run learnt, epoch by epoch, and nothing that depends on how busy the machine
+    was: the same seed, options and machine write the same file. Seconds and images per second go to
+    timing.csv."""
     if not history:
         return
     table = pd.DataFrame(history)
     with fsio.atomic_path(run_dir / "history.csv") as tmp:
-        table.to_csv(tmp, index=False)
+        table.drop(columns=[c for c in TIMING if c in table]).to_csv(tmp, index=False)
+    with fsio.atomic_path(run_dir / "timing.csv") as tmp:
+        table[["epoch", *(c for c in TIMING if c in table)]].to_csv(tmp, index=False)
     best = history[best_epoch - 1] if best_epoch else {}
     fsio.write_json(run_dir / "metrics.json", {"epochs_run": len(history), "best_epoch": best_epoch,
                                                "monitor": monitor, "weights": "ema" if "ema" in prefix else "raw",

@@ -56,7 +56,9 @@ def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
 
 def refit_options(run: str | Path) -> dict:
     """The options of a finished run, for training its recipe again on its training and validation rows
-    together (scikit-learn's refit): as many epochs as it ran, no early stopping, and its name as `refit`."""
+    together (scikit-learn's refit): for the epoch count its validation chose (its best epoch), no early
+    stopping, and its name as `refit`. The refit keeps no postprocessing of its source's: that was fitted on
+    another model (`hamcli calibrate REFIT --folds K` fits its own)."""
     import json
 
     from hamcli.runs import finished_checkpoint, is_family, resolve_run
@@ -76,8 +78,10 @@ def refit_options(run: str | Path) -> dict:
     if prepared.fingerprint != ckpt["data"]["fingerprint"]:
         raise UsageError(f"--refit {run}: prepared dataset {prepared.name!r} changed since {run_dir.name} trained on "
                          "it; its validation rows would not be the ones its postprocessing was fitted on")
-    return {**options, "epochs": int(metrics["epochs_run"]), "early_stop": 0, "name": None, "overwrite": False,
-            "refit": run_dir.name}
+    epochs = int(metrics.get("best_epoch") or metrics["epochs_run"])
+    warmup = min(float(options.get("warmup_epochs", 0.0)), max(epochs - 1, 0) * 1.0)  # a shorter run: no longer
+    return {**options, "epochs": epochs, "warmup_epochs": warmup, "early_stop": 0, "name": None,
+            "overwrite": False, "refit": run_dir.name}
 
 
 def resume(run: str | Path, events: TrainEvents | None = None) -> Path:

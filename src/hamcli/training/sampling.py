@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from hamcli.classes import NUM_CLASSES, encode
@@ -22,17 +23,42 @@ class TrainData:
     val_source: str
 
 
-def select(prepared: PreparedDataset, fold: int | None, seed: int, refit: bool = False) -> TrainData:
+def select(prepared: PreparedDataset, fold: int | None, seed: int, refit: bool = False,
+           refit_fold: str | None = None) -> TrainData:
     """Train/val rows (`data.splits.train_val_rows`), the labels, and the cache copied into memory. A refit
-    trains on both and validates on none."""
+    trains on both and validates on none; with `refit_fold` "k/K", on all of them but the lesion-grouped fold
+    k of K, which it predicts for the refit's out-of-fold calibration (`hamcli calibrate REFIT --folds K`)."""
     m = prepared.manifest
     train_idx, val_idx, source = train_val_rows(m, fold, seed, prepared.name)
     if refit:
         train_idx, val_idx = np.sort(np.concatenate([train_idx, val_idx])), val_idx[:0]
         source = f"none: a refit trains on the training rows and the {source} together"
+        if refit_fold:
+            k, n = refit_folds(refit_fold)
+            part = refit_fold_of(m.iloc[train_idx], n, seed)
+            train_idx, val_idx = train_idx[part != k], train_idx[part == k]
+            source = f"fold {k} of {n} of the refit's rows (lesion-grouped), for its out-of-fold calibration"
     # Copy the memory-mapped cache into RAM once: every epoch reads every row.
     images = torch.from_numpy(np.array(prepared.images()))
     return TrainData(images, torch.from_numpy(encode(m["dx"])), train_idx, val_idx, source)
+
+
+def refit_folds(text: str) -> tuple[int, int]:
+    """"k/K" -> (k, K), checked."""
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        k, n = -1, 0
+    if not (n >= 2 and 0 <= k < n):
+        raise UsageError(f"refit_fold {text!r}: give k/K with K at least 2 and k from 0 to K-1, e.g. 0/3")
+    return k, n
+
+
+def refit_fold_of(rows: pd.DataFrame, n: int, seed: int) -> np.ndarray:
+    """Each of a refit's training rows' fold of `n`, grouped by lesion and stratified by class."""
+    from hamcli.data.splits import folds
+
+    return folds(rows["dx"].to_numpy(), rows["lesion_id"].to_numpy(), n, seed + 2)
 
 
 def class_weights(labels: torch.Tensor, mode: str) -> torch.Tensor | None:
