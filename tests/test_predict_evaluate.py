@@ -334,7 +334,7 @@ def test_one_image_one_answer_in_every_batch_size_and_through_every_door(tmp_pat
         paths.append(tmp_path / f"p{i}.png")
         picture.save(paths[-1])
     assert np.abs(table(model.predict(paths)) - alone).max() < 1e-6
-    client = TestClient(create_app("bundled"))
+    client = TestClient(create_app("bundled", allowed_hosts=("testserver",)))
     served = []
     for path in paths:
         reply = client.post("/api/predict", files={"file": (path.name, path.read_bytes(), "image/png")})

@@ -32,7 +32,7 @@ def client():
 
     from hamcli.serve.app import create_app
 
-    return TestClient(create_app("bundled", max_upload=1024 * 1024))
+    return TestClient(create_app("bundled", max_upload=1024 * 1024, allowed_hosts=("testserver",)))
 
 
 def test_predict_gives_the_json_of_hamcli_predict(client, tmp_path):
@@ -62,7 +62,18 @@ def test_gradcam_is_a_png_overlay_of_the_upload(client):
     assert response.headers["x-predicted"] in hamcli.CLASS_CODES
     bad = client.post("/api/gradcam", files={"file": ("x.jpg", SAMPLE.read_bytes(), "image/jpeg")},
                       data={"method": "cam"})
-    assert bad.status_code == 422 and "--method" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"] == "method must be one of gradcam, gradcam++, layercam"
+    for field, value in (("alpha", "2"), ("alpha", "nan"), ("class", "melanoma")):
+        bad = client.post("/api/gradcam", files={"file": ("x.jpg", SAMPLE.read_bytes(), "image/jpeg")},
+                          data={field: value})
+        assert bad.status_code == 422 and "--" not in bad.json()["detail"], bad.json()
+
+
+@pytest.mark.parametrize("top_k", ["0", "8", "\u00b2", "x", "-1"])
+def test_top_k_outside_1_to_7_is_a_422_never_a_500(client, top_k):
+    response = client.post("/api/predict", files={"file": ("x.jpg", SAMPLE.read_bytes(), "image/jpeg")},
+                           data={"top_k": top_k})
+    assert response.status_code == 422 and "top_k" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("body, status, words", [
@@ -86,7 +97,7 @@ def test_a_decompression_bomb_is_refused(client, monkeypatch):
 def test_model_health_docs_page_and_wrong_method(client):
     info = client.get("/api/model").json()
     assert info["classes"] == list(hamcli.CLASS_CODES) and info["figures"] and "not a diagnosis" in info["notice"]
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "waiting": 0}
     assert client.get("/docs").status_code == 200 and "/api/predict" in client.get("/openapi.json").text
     page = client.get("/").text
     assert "<script>" in page and "http" not in page.split("<body>")[1].split("docs")[0].lower()  # no CDN
@@ -189,3 +200,134 @@ def test_onnx_model_probabilities_at_any_batch_size(trained_run, tmp_path):
     model = hamcli.load_model(target)
     x = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
     assert np.allclose(model.probabilities(x, batch_size=3), model.probabilities(x, batch_size=10), atol=1e-6)
+
+
+class LiveServer:
+    """The app on a real socket, served as `hamcli serve` serves it (read deadline included), in a thread."""
+
+    def __init__(self, app, read_timeout: float = 15.0) -> None:  # noqa: ANN001
+        import uvicorn
+
+        from hamcli.serve.server import DeadlineProtocol, bind
+
+        self.sock = bind("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        protocol = type("Deadline", (DeadlineProtocol,), {"read_timeout": read_timeout})
+        self.server = uvicorn.Server(uvicorn.Config(app, http=protocol, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def _post(url: str, timeout: float = 30.0):  # noqa: ANN202
+    import httpx
+
+    return httpx.post(url, files={"file": ("x.jpg", SAMPLE.read_bytes(), "image/jpeg")}, timeout=timeout)
+
+
+def _slowed(app, seconds: float) -> None:  # noqa: ANN001
+    worker = app.state.worker
+    real = worker.predict_many
+
+    def slow(uploads):  # noqa: ANN001, ANN202
+        time.sleep(seconds)
+        return real(uploads)
+
+    worker.predict_many = slow
+
+
+def test_a_busy_model_never_holds_up_health_and_a_full_queue_answers_503_at_once(trained_run):
+    import httpx
+
+    from hamcli.serve.app import create_app
+
+    app = create_app("tiny-lenet", max_queue=1)
+    _slowed(app, 1.5)
+    live = LiveServer(app)
+    try:
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(_post(live.url("/api/predict"))))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)  # the first runs, the second waits, the third finds the queue full
+        start = time.perf_counter()
+        health = httpx.get(live.url("/healthz"), timeout=5)
+        assert health.status_code == 200 and time.perf_counter() - start < 0.1
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results)
+        assert codes == [200, 200, 503], codes
+        busy = next(r for r in results if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
+    finally:
+        live.stop()
+
+
+def test_a_request_that_waits_too_long_is_a_504_and_its_job_is_dropped(trained_run):
+    from hamcli.serve.app import create_app
+
+    app = create_app("tiny-lenet", timeout=0.5)
+    _slowed(app, 1.0)
+    live = LiveServer(app)
+    try:
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(_post(live.url("/api/predict")))) for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.15)  # the first is running when the others arrive: they wait, and their callers give up
+        for t in threads:
+            t.join()
+        assert all(r.status_code == 504 and "did not answer within 0.5 s" in r.json()["detail"] for r in results)
+        time.sleep(1.5)
+        worker = app.state.worker
+        assert worker.dropped >= 1 and worker.completed <= 2  # waiting jobs of gone callers never ran
+    finally:
+        live.stop()
+
+
+def test_only_requests_for_an_allowed_host_are_answered(trained_run):
+    import httpx
+
+    from hamcli.serve.app import create_app
+
+    live = LiveServer(create_app("tiny-lenet"))
+    try:
+        assert httpx.get(live.url("/healthz")).status_code == 200
+        assert httpx.get(live.url("/healthz"), headers={"Host": f"localhost:{live.port}"}).status_code == 200
+        rebound = httpx.get(live.url("/api/model"), headers={"Host": "evil.example"})  # DNS rebinding
+        assert rebound.status_code == 400
+    finally:
+        live.stop()
+
+
+def test_a_connection_that_never_finishes_its_request_is_closed(trained_run):
+    import socket
+
+    from hamcli.serve.app import create_app
+
+    live = LiveServer(create_app("tiny-lenet"), read_timeout=0.5)
+    try:
+        half = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(20)]
+        for i, sock in enumerate(half):
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\n" if i % 2 else b"")
+        time.sleep(1.5)
+        for sock in half:
+            sock.settimeout(2)
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        import httpx
+
+        assert httpx.get(live.url("/healthz")).status_code == 200  # and it still serves
+    finally:
+        live.stop()
