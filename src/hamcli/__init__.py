@@ -29,7 +29,7 @@ __all__ = ["CLASS_CODES", "CLASS_NAMES", "HamcliError", "Prediction", "Predictor
 
 def load_model(run_or_path: str | Path | None = None, device: str = "auto") -> Predictor:
     """Load a model to predict with: a run name or folder, a checkpoint file, a K-fold family (the ensemble
-    of its folds), or "bundled" for the model shipped with hamcli. Default: the run started last, else the
+    of its folds), or "bundled" for the model shipped with hamcli. Default: the run finished last, else the
     bundled model. `device`: auto, cpu, cuda or mps.
 
         >>> model = hamcli.load_model()
@@ -74,7 +74,7 @@ def train(**options: Any) -> Path:
 
 
 def evaluate(run: str | Path | None = None, **options: Any) -> dict:
-    """Score a run (default: the run started last) on its test split, or on a labelled folder with
+    """Score a run (default: the run finished last) on its test split, or on a labelled folder with
     `data=`; options as `hamcli evaluate` (`split="val"`, `ci=True`, `tta=True`, ...). Returns a dict with
     `metrics` (accuracy, balanced_accuracy, per_class, confusion_matrix, ...) and `predictions`."""
     from hamcli.evaluation.scoring import evaluate as score

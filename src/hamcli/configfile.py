@@ -22,15 +22,25 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+MAX_BYTES = 1_000_000  # a config file is a few dozen lines
+
+
 def read(path: Path) -> dict:
-    """The whole TOML document at `path`."""
+    """The whole TOML document at `path` (a regular file of at most 1 MB)."""
+    from hamcli.fsio import regular_file
+
+    try:
+        regular_file(Path(path), "config", MAX_BYTES)
+    except UsageError as exc:
+        raise UsageError(f"--config {exc}") from None
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--config {path}: not a readable TOML file ({exc})") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: not a readable TOML file ({str(exc)[:120]}); write it as UTF-8 TOML "
+                         "with [prepare] and [train] tables") from None
+    except RecursionError:
+        raise UsageError(f"--config {path}: nested too deeply to be a hamcli config; its tables are flat") from None
 
 
 def _allowed(hint: Any) -> tuple[type, ...]:

@@ -33,3 +33,7 @@ class NotFoundError(HamcliError):
 
 class ModelError(HamcliError):
     """A model or checkpoint cannot be built or loaded."""
+
+
+class DiskFullError(HamcliError):
+    """The device ran out of space while hamcli was writing; nothing half-written was kept."""

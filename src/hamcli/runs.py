@@ -14,7 +14,7 @@ from hamcli.errors import NotFoundError, UsageError
 
 BUNDLED = "bundled"
 BUNDLED_FILE = Path(__file__).parent / "bundled" / "ham10000-efficientnet-lite.pt"
-LATEST_FILE = "latest.json"  # in the runs folder: the run started last, the default model
+LATEST_FILE = "latest.json"  # in the runs folder: the run finished last, the default model
 
 
 def check_run_name(name: str) -> None:
@@ -42,15 +42,27 @@ def list_runs() -> list[Path]:
 
 
 def set_latest(run_dir: Path) -> None:
-    """Record `run_dir` as the default model: the run started last (resuming an old run does not count)."""
+    """Record `run_dir` as the default model: the run that finished last (an interrupted or half-written run
+    never is)."""
     import hamcli.fsio as fsio
 
     fsio.write_json(run_dir.parent / LATEST_FILE, {"run": run_dir.name})
 
 
+def finished(run: Path) -> bool:
+    """A family, or a run whose training ended normally (all its epochs, or stopped early)."""
+    if is_family(run):
+        return True
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and bool(metrics.get("finished") or metrics.get("stopped_early"))
+
+
 def latest() -> Path | None:
-    """The recorded default run if it still has a model; else the run whose config was written last."""
-    runs = list_runs()
+    """The recorded default model if it is still there and finished; else the finished run written last."""
+    runs = [p for p in list_runs() if finished(p)]
     try:
         name = json.loads((paths.runs_dir() / LATEST_FILE).read_text())["run"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import hamcli.fsio as fsio
 from hamcli.errors import HamcliError, UsageError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z, not $: "run\n" is no name
@@ -135,8 +136,10 @@ def replace(folder: Path, name: str, what: str, overwrite: bool = False, hint: s
         tmp = new_version(folder, name)
         try:
             yield tmp
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, (OSError, RuntimeError)) and fsio.is_disk_full(exc, folder):
+                raise fsio.disk_full(folder / name) from None
             raise
         publish(folder, name, tmp)
 

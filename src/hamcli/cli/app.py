@@ -37,6 +37,24 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError):
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
+
+
+def stdout_gone() -> None:
+    """The reader of stdout has gone (`hamcli predict -f jsonl | head`): stop quietly, exit code 0, as `cat`
+    and `ls` do. Later writes, and Python's own flush at exit, go to /dev/null instead of failing."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)
+
+
 # Typer ships its own copy of Click; its base exception is reached through a public subclass.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -53,6 +71,8 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             render.error("interrupted; nothing half-written was kept")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            stdout_gone()
         except OSError as exc:
             render.error(os_error_line(exc))
             raise typer.Exit(1) from None
@@ -66,8 +86,15 @@ class _Group(TyperGroup):
             raise typer.Exit(1) from None
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        was_devnull = _stdout_is_devnull()  # rich points stdout at /dev/null when its reader goes
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
+        except BrokenPipeError:
+            stdout_gone()
+        except SystemExit as exc:  # `hamcli train --help | head`: rich met the broken pipe itself, and exits 1
+            if exc.code == 1 and _stdout_is_devnull() and not was_devnull:
+                stdout_gone()
+            raise
         except _ClickException as exc:
             if not standalone_mode:
                 raise
@@ -116,6 +143,9 @@ def main() -> None:
     """Entry point: run the app, turning HamcliError into one red line and an exit code."""
     try:
         app()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_gone()
     except HamcliError as exc:
         render.error(str(exc))
         sys.exit(exc.exit_code)

@@ -97,7 +97,7 @@ def _plain(result: dict) -> dict:
 
 def evaluate(
     runs: Optional[list[str]] = typer.Argument(None, help="Run names or folders, K-fold families, checkpoint "
-                                               "files (default: the run started last)."),
+                                               "files (default: the run finished last)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Score a labelled folder (metadata CSV + images) "
                                         "instead of the run's test split."),
     split: str = typer.Option("test", "--split", **choice(("test", "val"), "Which held-out rows of the run's "

@@ -53,7 +53,7 @@ def gradcam(
                                          "NAME-gradcam.png here, or gradcam/ for several."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family or "
                                         "ensemble (the mean of its members' maps), checkpoint file, or bundled "
-                                        "(default: the run started last, else the bundled model)."),
+                                        "(default: the run finished last, else the bundled model)."),
     target: str = typer.Option("pred", "--class", "-c", help="Class to explain: pred or a code (mel, nv, ...)."),
     method: str = typer.Option("gradcam", "--method", **choice(METHODS, "CAM method.")),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain (default: the deepest of the "

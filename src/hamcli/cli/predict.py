@@ -16,7 +16,7 @@ from hamcli.models.precision import DEVICES
 def predict(
     images: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run name or folder, K-fold family, "
-                                        "checkpoint file, or bundled (default: the run started last, else "
+                                        "checkpoint file, or bundled (default: the run finished last, else "
                                         "the bundled model)."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to list per image."),
     fmt: str = output_format(("table", "json", "jsonl", "csv")),

@@ -70,7 +70,7 @@ def serve(
 
 def export(
     model: Optional[str] = typer.Argument(None, help="Run name or folder, checkpoint file, or bundled (default: "
-                                          "the run started last)."),
+                                          "the run finished last)."),
     fmt: str = typer.Option("onnx", "--format", "-f", **choice(("onnx",), "Export format.")),
     output: Path = typer.Option(..., "--output", "-o", help="The file to write, e.g. model.onnx."),
     check_images: Optional[Path] = typer.Option(None, "--check-images", help="A folder of images to check the "

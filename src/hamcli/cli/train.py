@@ -225,10 +225,39 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
               if k in names and k in given}
     source = book.load(recipe) if recipe else book.from_file(config) if config else None
     options = {**(source.train if source else {}), **values}
+    refit = refit or options.get("refit")  # `refit = "RUN"` in a config file means what --refit RUN means
     if refit:
         from hamcli.training.runner import refit_options
 
-        return TrainConfig(**{**refit_options(refit), **values}), False
+        base = refit_options(refit)
+        changed = [k for k in ("data", "fold", "arch") if k in options and options[k] != base.get(k)]
+        if changed:
+            raise UsageError(f"--refit {refit}: a refit trains {refit}'s recipe on its own rows; it cannot change "
+                             f"{', '.join('--' + k for k in changed)}")
+        cfg = TrainConfig(**{**base, **{k: v for k, v in options.items() if k != "refit"}, "refit": base["refit"]})
+        cfg.check()
+        return cfg, False
+    if source is not None and "epochs" in values and "warmup_epochs" not in values and \
+            source.train.get("warmup_epochs") and source.train.get("epochs"):
+        # a recipe shortened for a first try keeps its warm-up in proportion, not its count of epochs
+        scaled = round(float(source.train["warmup_epochs"]) * values["epochs"] / int(source.train["epochs"]), 3)
+        if scaled != source.train["warmup_epochs"]:
+            options["warmup_epochs"] = scaled
+            if not quiet:
+                render.info(f"warm-up scaled with the run: {scaled:g} of {values['epochs']} epochs (the recipe: "
+                            f"{source.train['warmup_epochs']:g} of {source.train['epochs']})")
+    # every option is checked before any data is prepared (preparing can take minutes)
+    try:
+        TrainConfig(**{**options, "data": options.get("data") or "not-yet-prepared"}).check()
+    except UsageError as exc:
+        if source is None:
+            raise
+        from_source = [k for k in source.train if k not in values and f"--{k.replace('_', '-')}" in str(exc)]
+        if not from_source:
+            raise
+        option = from_source[0]
+        raise UsageError(f"{exc} (the {recipe or config} value of {option}, {source.train[option]!r}; give "
+                         f"--{option.replace('_', '-')} yourself)") from None
     folds = ctx.params["all_folds"] if "all_folds" in given else bool(source and source.all_folds)
     if ctx.params.get("fold") is not None:  # one fold of a recipe that trains them all
         if "all_folds" in given and folds:
@@ -237,8 +266,9 @@ def _resolve(ctx: typer.Context, recipe: str | None, config: Path | None, quiet:
     if source is not None and "data" not in options:
         with render.count_progress(f"preparing {source.data_name}", quiet) as progress:
             options["data"], fresh = book.prepared_for(source, progress)
-        if fresh:
-            render.info(f"prepared {options['data']} for the recipe ({source.prepare})")
+        what = book.describe_prepare(source.prepare)
+        render.info(f"prepared {options['data']} for the recipe ({what})" if fresh else
+                    f"training on the prepared dataset {options['data']} ({what})")
     return TrainConfig(**options), folds
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hamcli._version import __version__
 from hamcli.data.sources import RemoteFile
 from hamcli.data.verify import is_verified, problem, record
-from hamcli.errors import DownloadError
+from hamcli.errors import DownloadError, UsageError
 
 if TYPE_CHECKING:
     from hamcli.data.raw import Dataset
@@ -122,6 +122,20 @@ def file_url(remote: RemoteFile, mirror: str | None) -> str:
     return f"{mirror.rstrip('/')}/{remote.name}" if mirror else remote.url
 
 
+def check_url(url: str) -> str:
+    """A mirror base URL must be http(s) with a host: anything else is refused before any download starts."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"--url {url!r}: give an http:// or https:// address, e.g. https://mirror.example.org/ham")
+    return url
+
+
 def download_source(source_name: str, variant: str | None = None, mirror: str | None = None,
                     name: str | None = None, policy: RetryPolicy | None = None,
                     progress: Progress | None = None, overwrite: bool = False) -> tuple[Dataset, bool]:
@@ -147,11 +161,16 @@ def download_source(source_name: str, variant: str | None = None, mirror: str | 
         raise DownloadError(f"unknown source {source_name!r}; {hint}choose one of {', '.join(SOURCES)} or samples "
                             "(`hamcli download --list`)")
     source = SOURCES[source_name]
-    if variant is not None and source.variants and variant not in source.variants:
-        raise DownloadError(f"{source_name}: no size {variant!r}; choose one of {', '.join(source.variants)}")
+    if variant is not None and not source.variants:
+        raise UsageError(f"--size {variant}: {source_name} comes in one size; --size is for "
+                         f"{', '.join(n for n, s in SOURCES.items() if s.variants)}")
+    if variant is not None and variant not in source.variants:
+        raise UsageError(f"--size {variant}: {source_name} comes in {', '.join(source.variants)}")
     files = source.files_for(variant)
     name = check_name(source_name if name is None else name)
     mirror = mirror or mirror_base(source_name)
+    if mirror is not None:
+        check_url(mirror)
     folder = paths.downloads_dir() / source_name
     target = paths.datasets_dir() / name
     stamp = target / "source.json"

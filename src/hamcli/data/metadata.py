@@ -41,8 +41,18 @@ def _from_onehot(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+MAX_BYTES = 200_000_000  # HAM10000's is 0.6 MB; ISIC 2019 with every column about 3 MB
+
+
 def read_metadata(path: Path) -> Metadata:
     """Read and clean a metadata CSV; rows that cannot be used are dropped and recorded in problems."""
+    from hamcli.errors import UsageError
+    from hamcli.fsio import regular_file
+
+    try:
+        regular_file(Path(path), "metadata CSV", MAX_BYTES)
+    except UsageError as exc:
+        raise DataError(str(exc)) from None
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:

@@ -51,6 +51,30 @@ class PrepareConfig:
     limit: int | None = None
     workers: int = 0  # 0: one per CPU core
 
+    def check(self) -> None:
+        """Every option, before any work (a bad one found after decoding 10,000 images wastes minutes)."""
+        from hamcli.data.preprocess import parse_size
+        from hamcli.data.splits import MAX_FOLDS
+
+        SplitSpec.parse(self.split)
+        parse_size(self.size)
+        check_seed(self.seed, "--seed")
+        if self.group_by not in ("lesion", "image"):
+            raise UsageError(f"--group-by {self.group_by!r}: choose lesion or image")
+        if not (self.folds == 0 or 2 <= self.folds <= MAX_FOLDS):
+            raise UsageError(f"--folds {self.folds}: 0 (none) or from 2 to {MAX_FOLDS}")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit {self.limit}: a number of images, at least 1 (leave it out for all)")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: zero (one per core) or more")
+
+
+def check_seed(seed: object, option: str) -> int:
+    """A seed every library takes (scikit-learn and numpy want 0 to 2**32 - 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UsageError(f"{option} {seed}: a whole number from 0 to {2**32 - 1}")
+    return seed
+
 
 def _image_files(ds: Dataset) -> dict[str, Path]:
     return {p.stem: p for p in ds.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -64,9 +88,8 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
     it), and only once the new one is complete.
     """
     config = config or PrepareConfig()
+    config.check()
     spec = SplitSpec.parse(config.split)
-    if config.group_by not in ("lesion", "image"):
-        raise UsageError(f"--group-by {config.group_by!r}: choose lesion or image")
     size = parse_size(config.size)
     ds = open_dataset(source)
     name = ds.name if name is None else name
@@ -88,7 +111,12 @@ def prepare(source: str | None = None, name: str | None = None, config: PrepareC
                          "pass --force with --overwrite")
     with slots.replace(paths.prepared_dir(), name, "prepared dataset", overwrite) as out:
         cache_path = out / cache_file(size)
+        nbytes = len(table) * size[0] * size[1] * 3
+        final = paths.prepared_dir() / name / cache_path.name  # what the user will know it by
+        if fsio.free_bytes(out) < nbytes + 4096:
+            raise fsio.disk_full(final, nbytes)
         cache = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.uint8, shape=(len(table), *size, 3))
+        allocate(cache_path, final, nbytes)
         paths_in_order = [files[i] for i in table["image_id"]]
         failures = decode_all(paths_in_order, size, cache, config.workers, progress)
         if failures:
@@ -173,3 +201,20 @@ def export_folders(prepared: PreparedDataset, target: Path) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source_images / file, folder / file)
     return Path(target)
+
+
+def allocate(path: Path, final: Path, nbytes: int) -> None:
+    """Claim the disk blocks of a memory-mapped cache before writing into it: on a full disk, writes into a
+    sparse mapping end the process with SIGBUS and no message; here they end in one DiskFullError, before any
+    image is decoded."""
+    import os
+
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if fsio.is_disk_full(exc):
+                raise fsio.disk_full(final, nbytes) from None
+            # a file system without fallocate: the free-space check before stands
+        except AttributeError:  # not POSIX
+            pass

@@ -118,11 +118,16 @@ def decode_bytes(data: bytes, label: str = "upload", target: tuple[int, int] | N
     return _decode(io.BytesIO(data), label, target)
 
 
+# The formats dermatoscopes and their software write. Pillow reads dozens more (DDS, BLP, ...) whose decoders see
+# little use; a crafted file in one of them is refused here rather than parsed.
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")  # JPEG opens multi-picture (MPO) files too
+
+
 def _decode(source, label: str, target: tuple[int, int] | None) -> Image.Image:  # noqa: ANN001 - path or file
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
+            with Image.open(source, formats=FORMATS) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageReadError(
                         f"{label}: {img.width}x{img.height} pixels is too large to be a dermatoscopy image "
@@ -138,11 +143,14 @@ def _decode(source, label: str, target: tuple[int, int] | None) -> Image.Image: 
     except IsADirectoryError:
         raise ImageReadError(f"{label}: is a directory, not an image", "not-image") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{label}: not an image file Pillow can read", "not-image") from None
+        raise ImageReadError(f"{label}: not an image file hamcli reads (JPEG, PNG, TIFF, BMP, WebP or GIF)",
+                             "not-image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(f"{label}: refused as a decompression bomb (too many pixels)", "too-large") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{label}: unreadable or truncated image ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file can make a decoder fail in any way; it is one bad input
+        raise ImageReadError(f"{label}: damaged image ({type(exc).__name__} while decoding)") from None
 
 
 POLICY = "center-crop"

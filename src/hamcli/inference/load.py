@@ -12,7 +12,7 @@ from hamcli.runs import is_family, resolve_model
 
 def load_model(ref: str | Path | None = None, device: str = "auto", precision: str = "fp32") -> Predictor:
     """A run name or folder, a checkpoint file, a K-fold family, an exported .onnx file, "bundled", or None for
-    the default model (the run started last, else the bundled model). `precision` bf16 (or fp16 on a GPU) is
+    the default model (the run finished last, else the bundled model). `precision` bf16 (or fp16 on a GPU) is
     faster and changes probabilities in the second or third decimal; the default, fp32, gives every image the
     same probabilities in any batch."""
     if ref is not None and str(ref).lower().endswith(".onnx"):

@@ -112,7 +112,11 @@ def load(path: Path) -> dict:
             _check_member(member, i, path)
     elif not isinstance(ckpt.get("state_dict"), dict):
         raise ModelError(f"{path}: checkpoint has no weights (state_dict); the file is damaged")
-    if tuple(ckpt.get("classes", ())) != CLASS_CODES:
+    for key in ("bundle", "config", "data", "postprocess", "calibration", "metrics", "precision"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            raise ModelError(f"{path}: its {key!r} record is a {type(ckpt[key]).__name__}, not a table; the file is "
+                             "damaged or edited")
+    if not isinstance(ckpt.get("classes"), (list, tuple)) or tuple(ckpt["classes"]) != CLASS_CODES:
         raise ModelError(f"{path}: its classes {ckpt.get('classes')} differ from hamcli's {list(CLASS_CODES)}")
     if version == 1:
         ckpt = _upgrade(ckpt, path)

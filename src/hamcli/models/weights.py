@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +25,35 @@ if TYPE_CHECKING:
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt)$")
 
 
+MAX_BYTES = 2_000_000_000  # read whole into memory: no hamcli checkpoint comes near 2 GB
+
+
 def read_torch_file(path: Path, what: str = "checkpoint") -> object:
     """`torch.load(weights_only=True)` on CPU, with errors that name the file."""
     import torch
 
+    from hamcli.errors import UsageError
+    from hamcli.fsio import regular_file
+
     path = Path(path)
-    if path.is_dir():
-        raise ModelError(f"{path}: is a folder, not a {what}")
+    try:
+        regular_file(path, what, MAX_BYTES)
+    except UsageError as exc:
+        raise ModelError(str(exc)) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{path}: {what} not found") from None
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise ModelError(f"{path}: not a readable {what} (damaged: {' '.join(str(exc).split())[:80]}); is the "
+                             "file complete?") from None
+        raise ModelError(f"{path}: holds Python objects beyond tensors and plain data, which hamcli does not load "
+                         "(it loads weights only, so that a file cannot run code); export plain weights with "
+                         "torch.save(model.state_dict(), path)") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ModelError(f"{path}: not a readable {what} ({str(exc)[:200]}); is the file complete?") from None
+        reason = " ".join(str(exc).split())[:160]
+        raise ModelError(f"{path}: not a readable {what} ({reason}); is the file complete?") from None
 
 
 def verify_hash_prefix(path: Path) -> None:

@@ -45,6 +45,10 @@ def _parse(document: dict, name: str, where: Path) -> Recipe:
     if unknown:
         raise UsageError(f"{where}: unknown table(s) {', '.join(sorted(unknown))}; a config has [prepare] and "
                          "[train] (and [recipe])")
+    for table in ("recipe", "prepare", "train"):
+        if not isinstance(document.get(table, {}), dict):
+            raise UsageError(f"{where}: {table} must be a table ([{table}] followed by key = value lines), not "
+                             f"{type(document[table]).__name__} {str(document[table])[:40]}")
     prepare_table = dict(document.get("prepare", {}))
     source = prepare_table.pop("source", None)
     train_table = dict(document.get("train", {}))
@@ -86,9 +90,13 @@ def prepared_for(recipe: Recipe, progress=None) -> tuple[str, bool]:  # noqa: AN
     from hamcli.errors import NotFoundError
 
     config = PrepareConfig(**recipe.prepare)
+    config.check()
     try:
         existing = PreparedDataset.open(recipe.data_name)
     except NotFoundError:
+        same = matching(recipe.source, config)
+        if same is not None:  # prepared already, under another name: the same images, split and size
+            return same, False
         prepare(recipe.source, recipe.data_name, config, progress)
         return recipe.data_name, True
     recorded = {k: existing.summary["config"].get(k) for k in recipe.prepare}
@@ -96,3 +104,39 @@ def prepared_for(recipe: Recipe, progress=None) -> tuple[str, bool]:  # noqa: AN
         raise UsageError(f"prepared dataset {recipe.data_name!r} exists with other settings ({recorded}); pass "
                          f"--data NAME, or re-create it with `hamcli prepare --recipe {recipe.name} --overwrite`")
     return recipe.data_name, False
+
+
+def matching(source: str | None, config: PrepareConfig) -> str | None:
+    """A prepared dataset made from `source` with the same settings as `config` (split, size, seed, grouping,
+    folds, limit), so the same split and the same cached images: a recipe trains on it instead of preparing a
+    copy. The first by name; None if there is none."""
+    from dataclasses import asdict
+
+    from hamcli.data.cache import PreparedDataset
+    from hamcli.data.raw import open_dataset
+    from hamcli.errors import HamcliError
+    from hamcli.paths import prepared_dir
+
+    try:
+        source_name = open_dataset(source).name
+    except HamcliError:
+        return None
+    want = {k: str(v) for k, v in asdict(config).items() if k != "workers"}
+    root = prepared_dir()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name.startswith("."):
+            continue
+        try:
+            summary = PreparedDataset.open(folder.name).summary
+        except HamcliError:
+            continue
+        have = {k: str(v) for k, v in {**asdict(PrepareConfig()), **summary.get("config", {})}.items()
+                if k != "workers"}
+        if summary.get("source") == source_name and have == want:
+            return folder.name
+    return None
+
+
+def describe_prepare(options: dict) -> str:
+    """`split 85/15, size 150`: a recipe's [prepare] table in words."""
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in options.items())

@@ -82,6 +82,11 @@ class TrainConfig:
                                        (self.precision, PRECISIONS, "--precision")):
             if value not in allowed:
                 raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+        from hamcli.data.prepare import check_seed
+
+        check_seed(self.seed, "--seed")
+        if self.val_seed is not None:
+            check_seed(self.val_seed, "--val-seed")
         for option, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
             if value < 1:
                 raise UsageError(f"{option} {value}: must be at least 1")

@@ -9,8 +9,10 @@ decisions. Only rank 0 writes anything. `--batch-size` is per process: the globa
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +65,52 @@ def setup(ctx: Context, device: str, train_rows: int) -> str:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+        dist.init_process_group(backend, store=_rendezvous(ctx), rank=ctx.rank, world_size=ctx.world,
+                                timeout=datetime.timedelta(minutes=10))
     return device
+
+
+JOIN_TIMEOUT = 60.0  # seconds the processes wait for each other to start
+
+
+def _rendezvous(ctx: Context):  # noqa: ANN202 - a torch.distributed.TCPStore
+    """The group's meeting point (MASTER_ADDR:MASTER_PORT), waited on for at most JOIN_TIMEOUT seconds: a
+    group with a process missing fails in a minute with one line, not after the 10 minutes a step may take."""
+    import torch.distributed as dist
+
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise UsageError(f"WORLD_SIZE {ctx.world} without {' and '.join(missing)}: start the processes with torchrun "
+                         "(or `hamcli train --devices N`), or unset WORLD_SIZE to train in one process")
+    host, port = os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
+    try:
+        return dist.TCPStore(host, int(port), ctx.world, is_master=ctx.main,
+                             timeout=datetime.timedelta(seconds=float(os.environ.get("HAMCLI_JOIN_TIMEOUT",
+                                                                                     JOIN_TIMEOUT))),
+                             wait_for_workers=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise UsageError(f"process {ctx.rank} of {ctx.world}: the group did not gather at {host}:{port} "
+                         f"({' '.join(str(exc).split())[:100]}); start all {ctx.world} processes (torchrun does), "
+                         "or unset WORLD_SIZE") from None
+
+
+class PeerFailed(HamcliError):
+    """Another process of the group failed or left; its own message says why."""
+
+
+@contextlib.contextmanager
+def peers(ctx: Context) -> Iterator[None]:
+    """Around a group's work: when another process fails, this one stops with one line, not a traceback."""
+    try:
+        yield
+    except HamcliError:
+        raise
+    except RuntimeError as exc:
+        lost = "Connection" in str(exc) or type(exc).__name__ in ("DistBackendError", "DistNetworkError")
+        if not (ctx.active and lost):
+            raise
+        raise PeerFailed(f"process {ctx.rank} of {ctx.world} stopped: another process of the group failed or left "
+                         "(its message says why)") from None
 
 
 def shutdown(ctx: Context) -> None:
@@ -145,7 +191,8 @@ def _worker(rank: int, world: int, port: int, job, report) -> None:  # noqa: ANN
     try:
         job(rank)
     except HamcliError as exc:
-        if rank == 0 or "being written" not in str(exc):
+        # Options and data are the same on every process: their errors too. Say each once, from process 0.
+        if rank == 0 or not isinstance(exc, (UsageError, PeerFailed)) and "being written" not in str(exc):
             report(f"{exc} (process {rank} of {world})")
         sys.exit(exc.exit_code)
 
@@ -161,6 +208,10 @@ def launch(devices: int, job, report) -> None:  # noqa: ANN001
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)  # the one line below says it
     if devices < 1:
         raise UsageError(f"--devices {devices}: at least 1")
+    usable = torch.cuda.device_count() if torch.cuda.is_available() else os.cpu_count() or 1
+    if devices > usable:
+        what = "GPUs" if torch.cuda.is_available() else "CPU cores (and no GPU)"
+        raise UsageError(f"--devices {devices}: this machine has {usable} {what}; give at most {usable}")
     try:
         mp.spawn(_worker, args=(devices, _free_port(), job, report), nprocs=devices, join=True)
     except mp.ProcessExitedException as exc:

@@ -243,12 +243,10 @@ class Trainer:
         main = self.dist.main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        if st.epoch == 0 and main:  # a new run (not a resumed one) records its options and becomes the default model
+        if st.epoch == 0 and main:  # a new run (not a resumed one) records its options
             fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
                                                            "data_fingerprint": self.prepared.fingerprint})
             fsio.write_text(self.run_dir / "config.toml", run_config_toml(cfg, self.prepared))
-            if self.run_dir.parent == paths.runs_dir():
-                set_latest(self.run_dir)
         self.events.start({"run": str(self.run_dir), "arch": cfg.arch, "data": self.prepared.name,
                            "size": size_text(self.size), "train": len(self.data.train_idx),
                            "val": len(self.data.val_idx), "val_source": self.data.val_source,
@@ -285,6 +283,8 @@ class Trainer:
             self.calibration = self._calibrate()
             self._write_reports()
             self._warn_if_no_better_than_baseline()
+            if self.run_dir.parent == paths.runs_dir():  # finished whole: now the default model
+                set_latest(self.run_dir)
         distributed.barrier(self.dist)  # the others wait until rank 0 has written everything
         return self.run_dir
 

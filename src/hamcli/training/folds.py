@@ -49,6 +49,12 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
                          "prepare with a val split, which no fold trains on (e.g. `--split 70/15/15 --folds "
                          f"{k}`)")
     ctx = distributed.context()
+    with distributed.peers(ctx):
+        return _train_folds(cfg, events, prepared, k, calibrated, ctx)
+
+
+def _train_folds(cfg: TrainConfig, events: TrainEvents | None, prepared: PreparedDataset, k: int, calibrated: bool,
+                 ctx: distributed.Context) -> Path:
     name = distributed.broadcast(cfg.name or new_run_name(cfg.arch), ctx)
     # The family becomes visible under its name only when every fold has finished; rank 0 holds the name.
     holder = slots.replace(paths.runs_dir(), name, "run", cfg.overwrite) if ctx.main else contextlib.nullcontext()

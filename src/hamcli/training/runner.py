@@ -47,11 +47,13 @@ def run_claimed(trainer: Trainer) -> Path:
 
 def train(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
     """Train one model; returns the run folder."""
-    trainer = Trainer(cfg, events)
-    try:
-        return run_claimed(trainer)
-    finally:
-        distributed.shutdown(trainer.dist)
+    ctx = distributed.context()
+    with distributed.peers(ctx):
+        trainer = Trainer(cfg, events)
+        try:
+            return run_claimed(trainer)
+        finally:
+            distributed.shutdown(trainer.dist)
 
 
 def refit_options(run: str | Path) -> dict:
@@ -105,6 +107,7 @@ def resume(run: str | Path, events: TrainEvents | None = None) -> Path:
         if trainer.state.epoch >= cfg.epochs or (cfg.early_stop and trainer.state.bad_epochs >= cfg.early_stop):
             raise UsageError(f"{run_dir}: this run already finished ({trainer.state.epoch} epochs)")
         try:
-            return trainer.run()
+            with distributed.peers(trainer.dist):
+                return trainer.run()
         finally:
             distributed.shutdown(trainer.dist)
