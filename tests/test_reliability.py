@@ -248,3 +248,27 @@ def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: order.append("replace") or real_replace(a, b))
     fsio.write_json(tmp_path / "x.json", {"a": 1})
     assert order[:2] == ["fsync", "replace"] and json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+
+
+# -- half-finished work --------------------------------------------------------------------------------
+
+def test_calibrate_holds_the_runs_lock_and_an_interrupted_one_changes_nothing(trained_run, monkeypatch):
+    import hamcli.fsio as fsio
+    import hamcli.slots as slots
+
+    before = {name: (trained_run / name).read_bytes() for name in ("best.pt", "metrics.json", "config.toml")}
+    with slots.claim(trained_run.parent, "tiny-lenet", "run"):  # another hamcli holds the run
+        line = one_line(runner.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", "0.5"]), code=1)
+    assert "being written by another hamcli" in line
+    real = fsio.write_json
+
+    def dies_half_way(target, data):  # noqa: ANN001, ANN202 - killed after the checkpoint, before metrics.json
+        if Path(target).name == "metrics.json":
+            raise KeyboardInterrupt
+        return real(target, data)
+
+    monkeypatch.setattr(fsio, "write_json", dies_half_way)
+    runner.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", "0.5"])
+    after = {name: (trained_run / name).read_bytes() for name in before}
+    assert after == before  # best.pt, metrics.json and config.toml all as they were
+    assert not [p for p in (trained_run.parent / ".versions").iterdir() if p.suffix == ".tmp"]

@@ -88,11 +88,17 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
             # The tracer notes that padding sizes and the postprocess constants are frozen into the graph:
             # they are, by design (the input size is fixed; only the batch is dynamic).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp), input_names=["image"],
-                              output_names=["probabilities", "scores"],
-                              dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"},
-                                            "scores": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: kept, as it traces Lite
+            try:
+                torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp),
+                                  input_names=["image"], output_names=["probabilities", "scores"],
+                                  dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"},
+                                                "scores": {0: "batch"}},
+                                  opset_version=OPSET, dynamo=False)
+            except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the one line
+                reason = " ".join(str(exc).replace(str(tmp), str(output)).split())[:160]
+                raise ModelError(f"{output}: the ONNX export failed ({type(exc).__name__}: {reason}); nothing was "
+                                 "written") from None
         graph = onnx.load(str(tmp))
         meta = {"hamcli_version": __version__, "arch": predictor.card.arch,
                 "classes": json.dumps(list(predictor.classes)),
