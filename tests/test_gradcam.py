@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import hamcli
 import hamcli.explain.maps as explain
 import hamcli.models.zoo as zoo
 from conftest import class_image, predictor_for
@@ -70,9 +71,8 @@ def test_matches_the_gradcam_definition_computed_independently():
         raw = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1))[0].detach()
         if raw.max() <= 0:
             continue  # random weights: this class's map is empty (covered by the all-zero test)
-        expected = (raw - raw.min()) / (raw.max() - raw.min())
-        maps, probs = GradCAM(model, "features.relu3")(x, torch.tensor([target]))
-        assert torch.allclose(maps[0], expected, atol=1e-5)
+        maps, probs = GradCAM(model, "features.relu3")(x, torch.tensor([target]))  # in the layer's own units
+        assert torch.allclose(maps[0], raw, atol=1e-6, rtol=1e-4)
         assert torch.allclose(probs, model(x).softmax(1), atol=1e-6)
         checked += 1
     assert checked >= 2
@@ -85,18 +85,23 @@ def test_every_architecture_gives_a_finite_map_of_image_size_and_leaves_no_trace
     predictor = predictor_for(model, size=64, arch=arch)
     img = class_image(2, 0, (90, 70))
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    maps = 0
     for method in METHODS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # random weights may give an all-zero map, with a warning
-            heat = explain.heatmap(predictor, img, method=method)
-        assert heat.shape == (70, 90) and np.isfinite(heat).all()
-        assert heat.min() >= 0 and heat.max() <= 1
-        assert (heat[:, :10] == 0).all()  # outside the centre square the model saw nothing
+        for target in ("pred", *CLASS_INDEX):
+            try:
+                heat = explain.heatmap(predictor, img, method=method, target=target)
+            except explain.EmptyMapError:  # random weights can leave a class's score independent of the layer
+                continue
+            assert heat.shape == (70, 90) and np.isfinite(heat).all()
+            assert heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+            assert (heat[:, :10] == 0).all()  # outside the centre square the model saw nothing
+            maps += 1
+            break
+    assert maps > 0
     # the default layer is the deepest one whose map is larger than 2x2 at this input size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = explain.explain(predictor, img)
-    assert min(result.map_size) >= 3 and result.layer in zoo.get_spec(arch).cam_layers
+    sizes = explain.feature_map_sizes(model, (64, 64), zoo.get_spec(arch).cam_layers)
+    layer, size = explain.default_layer(predictor)
+    assert min(size) >= 3 and layer in zoo.get_spec(arch).cam_layers and sizes[layer] == size
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     for module in model.modules():
@@ -125,14 +130,61 @@ def test_training_mode_is_restored_and_hooks_removed_after_error():
     assert all(not m._forward_hooks for m in model.modules())
 
 
-def test_all_zero_gradient_warns_and_gives_zeros_not_nan():
+def test_a_map_that_cannot_be_computed_is_an_error_that_says_why_and_what_to_do(trained_run, tmp_path):
     model = build_model("lenet")[0].eval()
     with torch.no_grad():
         model.classifier.weight.zero_()  # the score no longer depends on the features
     predictor = predictor_for(model)
-    with pytest.warns(UserWarning, match="all-zero map"):
-        heat = explain.heatmap(predictor, class_image(0, 0, (32, 32)))
-    assert np.isfinite(heat).all() and (heat == 0).all()
+    with pytest.raises(explain.EmptyMapError, match="zero everywhere.*--method layercam, or another --layer"):
+        explain.heatmap(predictor, class_image(0, 0, (32, 32)))
+    one = predictor_for(build_model("resnet18")[0].eval(), size=32, arch="resnet18")
+    with pytest.raises(UsageError, match="1x1 at this model's input size.*e.g. layer2"):
+        explain.explain(one, class_image(0, 0, (32, 32)), layer="layer4")
+    image = tmp_path / "x.jpg"
+    class_image(2, 2, (40, 40)).save(image)
+    result = runner.invoke(app, ["gradcam", str(image), "-o", str(tmp_path / "x.png"), "--layer", "features.relu3"])
+    assert result.exit_code == 0 or "Error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_panel_has_a_colour_bar_and_marks_what_the_model_never_saw(tmp_path):
+    """The bundled model at its centre square, on a 4:3 sample: margins hatched, and a scale beside the maps."""
+    from hamcli.explain.overlay import panel, unseen_mask
+
+    sample = sorted((Path(hamcli.__file__).parent / "samples" / "images").glob("*.jpg"))[0]
+    model = hamcli.load_model("bundled")
+    result = explain.explain(model, sample)
+    w, h = result.image.size
+    assert result.box[2] - result.box[0] == h < w  # the model saw the centre square only
+    picture = np.asarray(panel(result).convert("RGB"), dtype=np.int16)
+    label_h = int(max(14, min(w, h) // 22) * 1.8)
+    heat_column = picture[label_h:label_h + h, w:2 * w]
+    mask = unseen_mask(h, w, result.box)
+    margin = heat_column[mask]
+    assert (np.abs(margin[:, 0] - margin[:, 2]) < 4).all()  # grey, not the colormap's blue "unimportant"
+    assert len(np.unique(margin[:, 0])) >= 2  # hatched: stripes, not a flat fill
+    bar = picture[label_h:label_h + h, 3 * w:]
+    top, bottom = bar[2], bar[-3]
+    assert (np.abs(top - bottom).sum(axis=1) > 100).any()  # a bar runs from one colour to another
+    assert picture.shape[1] > 3 * w  # room for the bar beside the three columns
+
+
+def test_shared_scale_makes_maps_comparable_across_images(trained_run, tmp_path):
+    inputs = []
+    for i in range(2):
+        path = tmp_path / f"in{i}.jpg"
+        class_image(i, i, (64, 48)).save(path)
+        inputs.append(str(path))
+    out = runner.invoke(app, ["gradcam", *inputs, "-o", str(tmp_path / "cams/"), "--scale", "shared", "--json"])
+    assert out.exit_code == 0, out.output
+    from hamcli.explain.maps import explain as explain_one
+
+    model = hamcli.load_model()
+    results = [explain_one(model, p) for p in inputs]
+    peak = max(r.scale for r in results)
+    shared = [r.normalised(peak) for r in results]
+    assert max(r.heatmap.max() for r in shared) == pytest.approx(1.0)
+    lower = min(range(2), key=lambda i: results[i].scale)
+    assert shared[lower].heatmap.max() == pytest.approx(results[lower].scale / peak, rel=1e-5)
 
 
 def test_errors_for_bad_class_layer_method_and_image(tmp_path):
@@ -170,7 +222,7 @@ def test_cli_single_file_several_to_folder_panel_json(trained_run, tmp_path):
     assert [r["explained"] for r in rows] == ["mel"] * 3
     for i in range(3):
         panel = Image.open(tmp_path / "cams" / f"in{i}.png")
-        assert panel.width == 3 * 80 and panel.height > 60
+        assert panel.width > 3 * 80 and panel.height > 60  # three columns and the colour bar
     layers = runner.invoke(app, ["gradcam", "--list-layers"])
     assert "features.relu3" in layers.stdout and "(default)" in layers.stdout
 

@@ -266,7 +266,7 @@ def test_a_fold_family_works_wherever_a_run_does(prepared_tiny, images, tmp_path
     row = json.loads(cam.stdout)[0]
     assert row["predicted"] == top.code and row["probability"] == pytest.approx(top.probability, abs=1e-5)
     result = hamcli.gradcam(ensemble, image)
-    maps = [explain(m, image, target=top.code).heatmap for m in ensemble.members]
+    maps = [explain(m, image, target=top.code).raw for m in ensemble.members]  # each in its layer's own units
     assert not np.allclose(maps[0], maps[1])  # two different networks: the mean is not either one
     np.testing.assert_allclose(result.heatmap, np.mean(maps, 0) / np.mean(maps, 0).max(), atol=1e-6)
     other = next(c for c in CLASS_CODES if c != top.code)

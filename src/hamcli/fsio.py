@@ -98,7 +98,7 @@ def regular_file(path: Path, what: str, max_bytes: int | None = None) -> Path:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such {what}") from None
+        raise UsageError(f"{path}: {what} not found; check the path") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     if stat.S_ISDIR(info.st_mode):

@@ -39,9 +39,10 @@ def download(
         _print_sources(SOURCES, fmt)
         return
     if from_path is not None:
-        ds = importers.import_dataset(from_path, name="ham10000" if name is None else name, metadata=metadata,
-                                      overwrite=overwrite)
-        fetched = True
+        target = "ham10000" if name is None else name
+        same = None if overwrite else importers.unchanged_import(from_path, target, metadata)
+        ds = same or importers.import_dataset(from_path, name=target, metadata=metadata, overwrite=overwrite)
+        fetched = same is None
     elif source == "samples":
         ds, fetched = importers.import_samples("samples" if name is None else name), True
     else:
@@ -50,7 +51,8 @@ def download(
                                              overwrite=overwrite)
     report = ds.report
     if not fetched:
-        render.info(f"{ds.name}: already present and verified in {ds.root}")
+        render.info(f"{ds.name}: already present and verified in {ds.root}" if from_path is None else
+                    f"{ds.name}: already imported from {from_path}, unchanged since; nothing to do")
     if fmt == "json":
         render.print_json({"dataset": ds.name, "path": str(ds.root), "fetched": fetched, **report})
     elif fmt == "csv":
@@ -95,7 +97,7 @@ def prepare(
     ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Prepare as a named recipe does (its dataset is "
                                          "named recipe-NAME unless --name says otherwise)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's [prepare] table; "
+    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's \\[prepare] table; "
                                           "options given here override it."),
     source: Optional[str] = typer.Option(None, "--source", help="Dataset to prepare (default ham10000, or "
                                          "the only one present)."),

@@ -60,9 +60,10 @@ def _rows(results: list[dict]) -> list[tuple[str, dict, dict | None]]:
     rows = []
     for r in results:
         if r.get("members"):
-            rows.append((f"{r['run']} (ensemble of {len(r['members'])} folds)", r["metrics"], None))
-            rows.extend((f"  {m['run']}", m["metrics"], None) for m in r["members"])
-            rows.append(("  folds: mean ± std", {}, r["metrics_mean_std"]))
+            kind = r.get("ensemble_of", f"{len(r['members'])} models")
+            rows.append((f"{r['run']} (ensemble of {kind})", r["metrics"], None))
+            rows.extend((f"  {m.get('label', m['run'])}", m["metrics"], None) for m in r["members"])
+            rows.append((f"  {kind.split()[1]}: mean ± std", {}, r["metrics_mean_std"]))
         else:
             rows.append((r["run"], r["metrics"], None))
     return rows

@@ -61,7 +61,11 @@ def gradcam(
     list_layers: bool = flag("--list-layers", help="List candidate layers and exit."),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Overlay strength, 0 to 1."),
     colormap: str = typer.Option("jet", "--colormap", help="Any matplotlib colormap."),
-    show_panel: bool = flag("--panel", help="Image | heat map | overlay, labelled, with a caption."),
+    show_panel: bool = flag("--panel", help="Image | heat map | overlay, labelled, with a colour bar and a "
+                            "caption."),
+    scale: str = typer.Option("image", "--scale", **choice(("image", "shared"), "image: each map scaled to its own "
+                                                                            "peak; shared: one scale for all the "
+                                                                            "images given, so they compare.")),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
     precision: str = inference_precision(),
     fmt: str = output_format(("table", "json", "jsonl", "csv")),
@@ -95,15 +99,19 @@ def gradcam(
                "layer")
     writer = render.CsvWriter(columns) if fmt == "csv" else None
     failed, rows = 0, []
+    results = []
     for item in items:
         try:
-            result = explain.explain(predictor, item, target=target, method=method, layer=layer)
-        except ImageReadError as exc:
+            results.append((item, explain.explain(predictor, item, target=target, method=method, layer=layer)))
+        except (ImageReadError, explain.EmptyMapError) as exc:
             failed += 1
             render.error(str(exc))
-            continue
+    if scale == "shared" and results:
+        peak = max(r.scale for _, r in results)
+        results = [(item, r.normalised(peak)) for item, r in results]
+    for item, result in results:
         picture = (overlay.panel(result, alpha, colormap) if show_panel
-                   else overlay.overlay(result.image, result.heatmap, alpha, colormap))
+                   else overlay.overlay(result.image, result.heatmap, alpha, colormap, result.box))
         overlay.save_png(picture, targets[item])
         row = dict(zip(columns, (item, str(targets[item]), result.predicted, result.probability, result.target,
                                  result.target_probability, method, result.layer), strict=True))

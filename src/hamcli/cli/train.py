@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,16 @@ from hamcli.training.config import (
     SCHEDULES,
     TrainEvents,
 )
+
+ESTIMATE_AFTER = 10  # steps timed before the run's length is estimated
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _Progress(TrainEvents):
@@ -51,12 +62,22 @@ class _Progress(TrainEvents):
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         if self.task is None:
             self.progress.start()
+            self.first = (epoch, epochs, batches, time.perf_counter())
         else:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=batches, loss=0.0, speed=0.0)
 
     def batch(self, done: int, loss: float, images_per_s: float) -> None:
         self.progress.update(self.task, completed=done, loss=loss, speed=images_per_s)
+        first = getattr(self, "first", None)
+        if first and not self.quiet and (done >= ESTIMATE_AFTER or done == first[2]):
+            # once, from the first steps of this session: the time the rest of the run will take
+            epoch, epochs, batches, start = first
+            left = (epochs - epoch + 1) * batches - done
+            per_batch = (time.perf_counter() - start) / done
+            render.info(f"about {_duration(left * per_batch)} for the {epochs - epoch + 1} epoch(s) to go at "
+                        f"{images_per_s:.1f} img/s (the first {done} steps; validation adds a little)")
+            self.first = None
 
     def epoch_end(self, r: dict) -> None:
         if not self.quiet:
@@ -79,7 +100,7 @@ def train(
     ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Start from a named recipe (`hamcli recipes`); it "
                                          "prepares the data it needs. Options given here override it."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's [train] table "
+    config: Optional[Path] = typer.Option(None, "--config", help="Read options from a TOML file's \\[train] table "
                                           "(a run's config.toml repeats it); options given here override it."),
     arch: str = typer.Option("lenet", "--arch", "-a", **choice(MODELS, "Architecture (`hamcli models`).", "ARCH")),
     data: Optional[str] = typer.Option(None, "--data", help="Prepared dataset (default: the latest)."),
@@ -140,6 +161,9 @@ def train(
     overwrite: bool = flag("--overwrite", help="Replace an existing run of that name, once the new one has "
                            "finished (until then the old one stays)."),
     max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="A quick trial: train on about N images (whole "
+                                        "lesions, in the classes' proportions) and validate on as many in "
+                                        "proportion."),
     quiet: bool = flag("--quiet", "-q", help="No progress."),
     fmt: str = output_format(("table", "json")),
     as_json: bool = json_alias(),

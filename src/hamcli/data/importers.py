@@ -7,6 +7,7 @@ pixel files, and MedMNIST's `dermamnist*.npz`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import zipfile
@@ -43,17 +44,35 @@ def _is_metadata_csv(path: Path) -> bool:
     return ("image_id" in cols and "dx" in cols) or ("image" in cols and "mel" in cols)
 
 
+def files_below(folder: Path) -> list[Path]:
+    """Every file below `folder`, in name order, following symbolic links to folders (an `images/` that is a
+    link to the real folder is common) but never into a folder twice, so a link cycle ends."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = Path(root).resolve()
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        found += [Path(root) / n for n in names]
+    return sorted(found)
+
+
 def find_metadata(folder: Path) -> Path | None:
     """The labelled metadata CSV below `folder`: HAM10000_metadata*.csv first, else any CSV with
     image_id and dx columns or the ISIC one-hot ground truth."""
-    candidates = sorted(folder.rglob("HAM10000_metadata*.csv")) + sorted(folder.rglob("*.csv"))
+    csvs = [p for p in files_below(folder) if p.suffix.lower() == ".csv"]
+    candidates = [p for p in csvs if p.name.startswith("HAM10000_metadata")] + csvs
     return next((p for p in candidates if _is_metadata_csv(p)), None)
 
 
 def index_images(folder: Path) -> dict[str, Path]:
-    """image_id (the file's stem) -> path, for every image below `folder`; the first of duplicates wins."""
+    """image_id (the file's stem) -> path, for every image below `folder` (links followed); the first of
+    duplicates wins."""
     index: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
+    for path in files_below(folder):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
             index.setdefault(path.stem, path)  # Kaggle's archive holds each part twice
     return index
@@ -201,6 +220,7 @@ def import_dataset(source: Path, name: str = "ham10000", metadata: Path | None =
     if not source.exists():
         raise DataError(f"{source}: no such file or folder; give the path of your HAM10000 copy")
     target = paths.datasets_dir() / name
+    signature = source_signature(source, metadata)
     with slots.replace(paths.datasets_dir(), name, "dataset", overwrite) as out, \
             tempfile.TemporaryDirectory(dir=out, prefix=".scratch-") as scratch:
         suffix = source.suffix.lower()
@@ -221,7 +241,38 @@ def import_dataset(source: Path, name: str = "ham10000", metadata: Path | None =
                             "values against the image file names")
         table.to_csv(out / "metadata.csv", index=False)
         report = build_report(table, problems, origin or str(source))
-        fsio.write_json(out / "report.json", report)
+        fsio.write_json(out / "report.json", {**report, "source_signature": signature})
+    return Dataset(name, target)
+
+
+def source_signature(source: Path, metadata: Path | None = None) -> str:
+    """What an import was made from: every file's path, size and modification time (hashed), cheap to
+    compute again, so that importing an unchanged copy a second time can be recognised."""
+    import hashlib
+
+    digest = hashlib.sha256(str(source.resolve()).encode())
+    files = files_below(source) if source.is_dir() else [source]
+    for path in [*files, *([metadata] if metadata else [])]:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def unchanged_import(source: Path, name: str, metadata: Path | None = None) -> Dataset | None:
+    """The dataset `name` if it was imported from `source` exactly as it is now; None otherwise."""
+    import json
+
+    target = paths.datasets_dir() / name
+    try:
+        report = json.loads((target / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    source = Path(source).expanduser()
+    if not source.exists() or report.get("source_signature") != source_signature(source, metadata):
+        return None
     return Dataset(name, target)
 
 

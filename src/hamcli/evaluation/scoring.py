@@ -147,7 +147,10 @@ def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta:
     for i, code in enumerate(CLASS_CODES):
         predictions[f"p_{code}"] = probs[:, i].round(6)
     path = predictor.card.path
-    return {"run": path.name if path.is_dir() else path.parent.name, "checkpoint": str(path),
+    name = str(predictor.ckpt_meta.get("member") or (path.name if path.is_dir() else path.parent.name))
+    seed = predictor.ckpt_meta.get("config", {}).get("seed")
+    return {"run": name, "label": f"{name} ({predictor.card.arch}" + (f", seed {seed})" if seed is not None else ")"),
+            "checkpoint": str(path),
             "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "precision": predictor.precision,
             "skipped": evalset.skipped,
             "left_out_seen": evalset.left_out, "family": list(predictor.ckpt_meta.get("family", [])) or None,
@@ -170,6 +173,8 @@ def evaluate(ref: str | Path | None = None, precision: str = "fp32", **kwargs) -
     predictor = load_model(run_path, precision=precision)
     result = score(predictor, **kwargs)
     if isinstance(predictor, Ensemble):
+        folds = predictor.ckpt_meta.get("config", {}).get("all_folds") or _family_folds(predictor)
+        result["ensemble_of"] = f"{len(predictor.members)} folds" if folds else f"{len(predictor.members)} models"
         members = [score(m, **kwargs) for m in predictor.members]
         keys = [k for k, v in members[0]["metrics"].items() if isinstance(v, float)]
         result["members"] = members
@@ -177,3 +182,9 @@ def evaluate(ref: str | Path | None = None, precision: str = "fp32", **kwargs) -
                                           "std": float(np.nanstd([m["metrics"][k] for m in members]))}
                                       for k in keys}
     return result
+
+
+def _family_folds(ensemble: Ensemble) -> int | None:
+    """K for a K-fold family (family.json's `folds`), None for an ensemble of separate runs."""
+    info = ensemble.family / "family.json"
+    return _json(info).get("folds") if ensemble.family.is_dir() and info.exists() else None

@@ -8,7 +8,6 @@ with `torch.autograd.grad`, so no parameter's `.grad` is touched and the model i
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -59,7 +58,8 @@ class BaseCAM:
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Maps (N, h, w) normalised to [0, 1], and the model's probabilities (N, classes).
+        """Maps (N, h, w), zero or positive, in the layer's own units (callers normalise), and the model's
+        probabilities (N, classes).
 
         `target` is the class index per image, or a callable choosing it from the logits
         (e.g. `lambda logits: logits.argmax(1)` to explain the prediction) in the same forward pass.
@@ -75,19 +75,6 @@ class BaseCAM:
                 gradients = torch.autograd.grad(score, store["activations"])[0]
             activations = store["activations"].detach()
             cams = torch.relu(self.combine(activations, gradients.detach()))
-            return self._normalise(cams), logits.detach().softmax(1)
+            return torch.nan_to_num(cams, nan=0.0), logits.detach().softmax(1)
         finally:
             self.model.train(was_training)
-
-    def _normalise(self, cams: torch.Tensor) -> torch.Tensor:
-        flat = cams.flatten(1)
-        lo, hi = flat.min(1).values, flat.max(1).values
-        span = (hi - lo).view(-1, 1, 1)
-        empty = (span <= 1e-12).flatten()
-        if empty.any():
-            warnings.warn(f"{self.name}: the gradients at layer {self.layer_name!r} give an all-zero map for "
-                          f"{int(empty.sum())} image(s); the model's score does not depend on that layer there. "
-                          "Try --method layercam or another --layer", stacklevel=3)
-        out = (cams - lo.view(-1, 1, 1)) / span.clamp_min(1e-12)
-        out[empty] = 0.0
-        return torch.nan_to_num(out, nan=0.0).clamp_(0, 1)

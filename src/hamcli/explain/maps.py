@@ -35,7 +35,7 @@ MIN_MAP_SIDE = 3  # a 2x2 (or 1x1) map says almost nothing about where the model
 class Explanation:
     source: str
     image: Image.Image  # the original, upright, RGB
-    heatmap: np.ndarray  # (H, W) float32 in [0, 1], same size as image
+    heatmap: np.ndarray  # (H, W) float32 in [0, 1], same size as image: `raw` over `scale`
     target: str  # the class explained
     predicted: str
     probability: float  # of the predicted class
@@ -43,6 +43,25 @@ class Explanation:
     method: str
     layer: str
     map_size: tuple[int, int]  # the explained layer's (height, width) for this input
+    raw: np.ndarray | None = None  # (H, W) the map in the layer's own units, before normalising
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # (left, top, right, bottom): the part the model saw
+    scale: float = 1.0  # what 1.0 on the heat map stands for in raw units
+    shared: bool = False  # scaled with other images (`normalised`), not to its own peak
+
+    def normalised(self, scale: float) -> Explanation:
+        """The same explanation with its heat map on a scale shared with other images (1.0 = `scale`)."""
+        from dataclasses import replace
+
+        heat = np.clip(self.raw / scale, 0, 1).astype(np.float32) if scale > 0 else self.heatmap
+        return replace(self, heatmap=heat, scale=scale, shared=True)
+
+    @property
+    def saw_everything(self) -> bool:
+        return self.box == (0, 0, self.image.width, self.image.height)
+
+
+class EmptyMapError(UsageError):
+    """The map is zero everywhere: the class's score does not depend on the layer for this image."""
 
 
 def _target_index(target: str, probs: np.ndarray) -> int:
@@ -112,6 +131,13 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
                          "file does not keep; explain the run or checkpoint it was exported from")
     layers = [layer or default_layer(m)[0] for m in members]  # members may be of different architectures
     map_size = feature_map_sizes(members[0].model, members[0].input_size, (layers[0],)).get(layers[0], (0, 0))
+    if 0 < min(map_size) < 2:
+        candidates = get_spec(members[0].card.arch).cam_layers
+        sizes = feature_map_sizes(members[0].model, members[0].input_size, candidates)
+        better = next((n for n in candidates if n in sizes and min(sizes[n]) >= MIN_MAP_SIDE), None)
+        raise UsageError(f"--layer {layers[0]}: its map is {map_size[0]}x{map_size[1]} at this model's input size, "
+                         "one value that cannot show where the model looked; choose a layer with a larger map "
+                         f"(`hamcli gradcam --list-layers` shows their sizes){', e.g. ' + better if better else ''}")
     original = open_rgb(item)  # full resolution, for the overlay
     # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does, and the
     # probabilities come from the path predict takes, so they are the ones predict reports.
@@ -119,18 +145,25 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
     probs = predictor.probabilities(pixels[None])[0]
     index = _target_index(target, probs)
     chosen = torch.tensor([index])
-    heat = np.mean([_member_map(m, cam_cls(m.model, name), pixels, original, chosen)
-                    for m, name in zip(members, layers, strict=True)], axis=0, dtype=np.float32)
-    heat = heat / heat.max() if heat.max() > 0 else heat
+    raw = np.mean([_member_map(m, cam_cls(m.model, name), pixels, original, chosen)
+                   for m, name in zip(members, layers, strict=True)], axis=0, dtype=np.float32)
+    peak = float(raw.max())
+    label = str(item) if not isinstance(item, Image.Image) else "<image>"
+    if not peak > 0:  # zero everywhere (or not a number)
+        raise EmptyMapError(f"{label}: the {method} map at layer {' + '.join(dict.fromkeys(layers))} is zero "
+                            f"everywhere: the model's score for {CLASS_CODES[index]} does not depend on that layer "
+                            "here. Try --method layercam, or another --layer (`hamcli gradcam --list-layers`)")
     predicted = int(probs.argmax())
-    return Explanation(str(item) if not isinstance(item, Image.Image) else "<image>", original, heat,
-                       CLASS_CODES[index], CLASS_CODES[predicted], float(probs[predicted]), float(probs[index]),
-                       method, " + ".join(dict.fromkeys(layers)), map_size)
+    box = crop_box(original.width, original.height, predictor.input_size)
+    return Explanation(label, original, raw / peak, CLASS_CODES[index], CLASS_CODES[predicted],
+                       float(probs[predicted]), float(probs[index]), method, " + ".join(dict.fromkeys(layers)),
+                       map_size, raw, box, peak)
 
 
 def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.Image,  # noqa: ANN001
                 chosen: torch.Tensor) -> np.ndarray:
-    """One network's map over the original image, in [0, 1] (zero outside the box the model saw)."""
+    """One network's map over the original image in the layer's own units (zero outside the box the model saw),
+    upsampled bicubically as pytorch-grad-cam does, so a 5x5 map reads as a smooth field, not as tiles."""
     import torch
     import torch.nn.functional as F
 
@@ -138,12 +171,10 @@ def _member_map(predictor: Predictor, cam, pixels: np.ndarray, original: Image.I
     maps, _ = cam(x, chosen.to(x.device))
     w, h = original.size
     left, top, right, bottom = crop_box(w, h, predictor.input_size)
-    box = F.interpolate(maps[None].float(), size=(bottom - top, right - left), mode="bilinear",
+    box = F.interpolate(maps[None].float(), size=(bottom - top, right - left), mode="bicubic",
                         align_corners=False)[0, 0]
-    lo, hi = box.min(), box.max()
-    box = (box - lo) / (hi - lo) if hi > lo else torch.zeros_like(box)  # [0, 1] after upsampling
     full = np.zeros((h, w), dtype=np.float32)
-    full[top:bottom, left:right] = box.clamp(0, 1).cpu().numpy()
+    full[top:bottom, left:right] = box.clamp_min(0).cpu().numpy()  # bicubic overshoots below 0 at edges
     return full
 
 

@@ -195,7 +195,7 @@ def _overlay(predictor: Any, image: Any, method: str, target: str, alpha: float,
     from hamcli.explain.overlay import overlay, panel
 
     result = explain(predictor, image, target=target, method=method)
-    picture = panel(result, alpha) if as_panel else overlay(result.image, result.heatmap, alpha)
+    picture = panel(result, alpha) if as_panel else overlay(result.image, result.heatmap, alpha, seen=result.box)
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     return buf.getvalue(), {"X-Predicted": result.predicted, "X-Explained": result.target, "X-Layer": result.layer}

@@ -69,6 +69,7 @@ class TrainConfig:
     name: str | None = None
     overwrite: bool = False  # replace an existing run of that name, once the new one has finished
     max_batches: int | None = None  # cap on batches per epoch, for smoke runs
+    limit: int | None = None  # train on about this many images (and validate on as many in proportion): a quick trial
 
     def check(self) -> None:
         get_spec(self.arch)
@@ -127,6 +128,8 @@ class TrainConfig:
             raise UsageError("--freeze-early and --early-stop must be zero or positive")
         if self.unfreeze_after is not None and (self.unfreeze_after < 1 or not self.freeze_backbone):
             raise UsageError("--unfreeze-after N needs --freeze-backbone and N >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit {self.limit}: a number of training images, at least 1 (leave it out for all)")
         if self.max_batches is not None and self.max_batches < 1:
             raise UsageError(f"--max-batches {self.max_batches}: must be at least 1")
         if self.name is not None:

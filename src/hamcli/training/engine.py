@@ -64,7 +64,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
         self.data: TrainData = select(self.prepared, cfg.fold, carve_seed(asdict(cfg)), refit=bool(cfg.refit),
-                                      refit_fold=cfg.refit_fold)
+                                      refit_fold=cfg.refit_fold, limit=cfg.limit)
         self.spec = get_spec(cfg.arch)
         self.size = self.prepared.size
         self.preprocess = Preprocess(self.size, self.spec.mean, self.spec.std)

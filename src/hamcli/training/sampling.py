@@ -24,7 +24,7 @@ class TrainData:
 
 
 def select(prepared: PreparedDataset, fold: int | None, seed: int, refit: bool = False,
-           refit_fold: str | None = None) -> TrainData:
+           refit_fold: str | None = None, limit: int | None = None) -> TrainData:
     """Train/val rows (`data.splits.train_val_rows`), the labels, and the cache copied into memory. A refit
     trains on both and validates on none; with `refit_fold` "k/K", on all of them but the lesion-grouped fold
     k of K, which it predicts for the refit's out-of-fold calibration (`hamcli calibrate REFIT --folds K`)."""
@@ -38,9 +38,22 @@ def select(prepared: PreparedDataset, fold: int | None, seed: int, refit: bool =
             part = refit_fold_of(m.iloc[train_idx], n, seed)
             train_idx, val_idx = train_idx[part != k], train_idx[part == k]
             source = f"fold {k} of {n} of the refit's rows (lesion-grouped), for its out-of-fold calibration"
+    if limit:  # a quick trial: about `limit` training images, and a validation set in the same proportion
+        share = len(val_idx) / max(len(train_idx), 1)
+        train_idx = _subset(m, train_idx, limit, seed)
+        val_idx = _subset(m, val_idx, max(1, round(limit * share)), seed) if len(val_idx) else val_idx
+        source += f", limited to about {limit} training images"
     # Copy the memory-mapped cache into RAM once: every epoch reads every row.
     images = torch.from_numpy(np.array(prepared.images()))
     return TrainData(images, torch.from_numpy(encode(m["dx"])), train_idx, val_idx, source)
+
+
+def _subset(manifest: pd.DataFrame, rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """About `n` of `rows`, in the classes' proportions, taking whole lesions (`data.splits.stratified_limit`)."""
+    from hamcli.data.splits import stratified_limit
+
+    table = manifest.iloc[rows].assign(_row=rows).reset_index(drop=True)
+    return np.sort(stratified_limit(table, n, seed)["_row"].to_numpy())
 
 
 def refit_folds(text: str) -> tuple[int, int]:

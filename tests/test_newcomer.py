@@ -1,0 +1,115 @@
+"""A newcomer's first hour: no wasted work, honest times, outputs that carry what a script needs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from typer.testing import CliRunner
+
+from conftest import class_image
+from hamcli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_a_recipe_trains_on_a_matching_prepared_dataset_instead_of_preparing_a_copy(dataset_folder, hamcli_home):
+    assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
+    assert runner.invoke(app, ["prepare", "--split", "85/15", "--size", "150"]).exit_code == 0
+    result = runner.invoke(app, ["train", "--recipe", "recommended", "--epochs", "1", "--max-batches", "1",
+                                 "--no-pretrained", "--name", "first"])
+    assert result.exit_code == 0, result.output
+    assert "training on the prepared dataset ham10000 (split 85/15, size 150)" in result.stderr
+    assert "{" not in result.stderr  # no Python dict in the progress line
+    prepared = [p.name for p in (hamcli_home / "data" / "prepared").iterdir() if not p.name.startswith(".")]
+    assert prepared == ["ham10000"]
+    # the recipe's warm-up (1 of 8 epochs) was scaled to the 1-epoch run instead of refusing an option not typed
+    assert "warm-up scaled with the run: 0.125 of 1 epochs" in result.stderr
+    assert json.loads((hamcli_home / "data" / "runs" / "first" / "config.json").read_text())["warmup_epochs"] == 0.125
+
+
+def test_an_error_about_a_value_the_user_did_not_type_names_the_recipes_value(dataset_folder, hamcli_home):
+    assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
+    bad = runner.invoke(app, ["train", "--recipe", "recommended", "--schedule", "plateau"])
+    assert bad.exit_code == 2 and "recommended value of warmup_epochs" in bad.stderr, bad.output
+    assert not (hamcli_home / "data" / "prepared").exists() or not [
+        p for p in (hamcli_home / "data" / "prepared").iterdir() if not p.name.startswith(".")]  # nothing prepared
+
+
+def test_limit_trains_a_quick_trial_and_the_run_says_how_long_it_will_take(prepared_tiny):
+    result = runner.invoke(app, ["train", "--data", "tiny", "--limit", "10", "--epochs", "2", "--batch-size", "2",
+                                 "--name", "quick"])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(prepared_tiny.root.parents[1] / "runs" / "quick" / "best.pt", weights_only=True)
+    assert 6 <= sum(ckpt["data"]["train_counts"]) <= 14 < len(prepared_tiny.manifest)
+    assert "limited to about 10 training images" in ckpt["data"]["val_source"]
+    assert "for the 2 epoch(s) to go at" in result.stderr and "img/s" in result.stderr
+
+
+def test_labels_reach_every_format_with_the_image_id(trained_run, tmp_path):
+    images = []
+    for i in range(2):
+        path = tmp_path / f"ISIC_{i:07d}.jpg"
+        class_image(i, i).save(path)
+        images.append(path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("lesion_id,image_id,dx\nHAM_1,ISIC_0000000,mel\nHAM_2,ISIC_0000001,nv\n")
+    args = ["predict", *map(str, images), "--labels", str(labels)]
+    as_json = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    assert [r["image_id"] for r in as_json] == ["ISIC_0000000", "ISIC_0000001"]
+    assert [r["true_dx"] for r in as_json] == ["mel", "nv"] and all(isinstance(r["correct"], bool) for r in as_json)
+    lines = runner.invoke(app, [*args, "-f", "jsonl"]).stdout.splitlines()
+    assert [json.loads(line)["true_dx"] for line in lines] == ["mel", "nv"]
+    csv_out = runner.invoke(app, [*args, "-f", "csv"]).stdout.splitlines()
+    assert csv_out[0].split(",")[-3:] == ["true_dx", "correct", "error"] and ",mel," in csv_out[1]
+
+
+def test_an_ensembles_members_are_named_by_their_own_names_and_folds_only_for_folds(trained_run, tmp_path):
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    members = [{"member": f"seed{i}", "state_dict": ckpt["state_dict"], "config": {**ckpt["config"], "seed": i}}
+               for i in (1, 2)]
+    bundle = {k: v for k, v in ckpt.items() if k != "state_dict"} | {"members": members}
+    path = tmp_path / "two.pt"
+    torch.save(bundle, path)
+    table = runner.invoke(app, ["evaluate", str(path), "--data", str(tmp_path / "tiny")])
+    assert table.exit_code == 0, table.output
+    assert "ensemble of 2 models" in table.stdout and "folds" not in table.stdout
+    assert "seed1 (lenet, seed 1)" in table.stdout and "seed2 (lenet, seed 2)" in table.stdout
+
+
+def test_help_texts_render_their_brackets():
+    for command in ("train", "prepare"):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
+        assert f"[{'train' if command == 'train' else 'prepare'}] table" in shown, shown
+
+
+def test_importing_an_unchanged_folder_again_is_a_no_op_and_a_changed_one_asks(dataset_folder, hamcli_home):
+    assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
+    report = hamcli_home / "data" / "datasets" / "ham10000" / "report.json"
+    before = report.stat().st_mtime_ns
+    again = runner.invoke(app, ["download", "--from", str(dataset_folder)])
+    assert again.exit_code == 0 and "unchanged since; nothing to do" in again.stderr, again.output
+    assert report.stat().st_mtime_ns == before
+    class_image(3, 99).save(dataset_folder / "images" / "ISIC_0000000.jpg")  # the copy changed
+    changed = runner.invoke(app, ["download", "--from", str(dataset_folder)])
+    assert changed.exit_code == 2 and "--overwrite" in changed.stderr
+
+
+def test_a_linked_images_folder_is_followed(dataset_folder, tmp_path, hamcli_home):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "HAM10000_metadata.csv").write_bytes((dataset_folder / "HAM10000_metadata.csv").read_bytes())
+    os.symlink(dataset_folder / "images", linked / "images")
+    os.symlink(linked, linked / "images-again")  # a cycle: walked once
+    result = runner.invoke(app, ["download", "--from", str(linked), "--name", "linked", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == len(list((dataset_folder / "images").iterdir()))
+
+
+def test_calibrate_points_out_an_operating_point_that_costs_much_accuracy(trained_run):
+    result = runner.invoke(app, ["calibrate", "tiny-lenet", "--melanoma-sensitivity", "0.99"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((trained_run / "metrics.json").read_text())["calibration"]
+    cost = record["before"]["accuracy"] - record["after"]["accuracy"]
+    assert ("costs" in result.stderr) == (cost > 0.05), (cost, result.stderr)
