@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?=
 CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: setup demo test lint bench bench-accuracy clean
+.PHONY: setup demo test test-fast lint bench bench-accuracy clean
 
 $(BIN)/hamcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Every command once, end to end, on a tiny synthetic dataset (about a minute on 2 cores): for quick checks.
+test-fast: setup
+	$(BIN)/python -m pytest -m fast
 
 lint: setup
 	$(BIN)/ruff check src tests bench
