@@ -20,6 +20,15 @@ class Recorder(TrainEvents):
 
     def shard(self, epoch: int, rank: int, rows: list[int]) -> None:
         (self.folder / f"rows-{epoch}-{rank}.json").write_text(json.dumps(rows))
+        # what dropout would draw next on this rank (the global generator, seeded per epoch and rank)
+        state = torch.get_rng_state()
+        (self.folder / f"draw-{epoch}-{rank}.json").write_text(json.dumps(torch.rand(4).tolist()))
+        torch.set_rng_state(state)
+        self.rank = rank
+
+    def epoch_end(self, record: dict) -> None:
+        keep = {k: v for k, v in record.items() if k.startswith(("train_loss", "train_acc", "val_"))}
+        (self.folder / f"record-{record['epoch']}-{self.rank}.json").write_text(json.dumps(keep))
 
 
 def train_and_record(home: str, folder: str, cfg, rank: int) -> None:  # noqa: ANN001 - a TrainConfig

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -725,3 +726,22 @@ def test_the_same_seed_writes_the_same_history_even_while_the_machine_is_busy(pr
     assert "images_per_s" in (busy / "timing.csv").read_text()
     assert "images_per_s" not in (busy / "history.csv").read_text()
     assert checkpoint.load(quiet / "best.pt")["precision"] == checkpoint.load(busy / "best.pt")["precision"]
+
+
+def test_deterministic_kernels_are_this_runs_choice_and_sync_bn_says_it_needs_gpus(prepared_tiny):
+    run = runner.train(TrainConfig(arch="cnn", name="det", deterministic=True, max_batches=2, **FAST))
+    assert checkpoint.load(run / "best.pt")["config"]["deterministic"] is True
+    assert not torch.are_deterministic_algorithms_enabled()  # restored once the run is done
+    assert "--sync-bn" in cli.invoke(app, ["train", "--data", "tiny", "--sync-bn", "--devices", "2",
+                                           "--max-batches", "1", "--epochs", "1"]).output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_ctrl_c_then_resume_on_cuda_matches_an_uninterrupted_run(prepared_tiny):
+    cfg = TrainConfig(arch="cnn", data="tiny", epochs=3, batch_size=4, device="cuda", deterministic=True,
+                      augment="strong", ema=0.9, name="whole")
+    whole = checkpoint.load(runner.train(cfg) / "last.pt")["state_dict"]
+    with pytest.raises(TrainingInterrupted):
+        runner.train(replace(cfg, name="cut"), _StopAfter(1))
+    resumed = checkpoint.load(runner.resume("cut") / "last.pt")["state_dict"]
+    assert all(torch.equal(whole[k].cpu(), resumed[k].cpu()) for k in whole)

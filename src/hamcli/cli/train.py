@@ -161,6 +161,9 @@ def train(
     overwrite: bool = flag("--overwrite", help="Replace an existing run of that name, once the new one has "
                            "finished (until then the old one stays)."),
     max_batches: Optional[int] = typer.Option(None, "--max-batches", help="Cap batches per epoch (smoke runs)."),
+    sync_bn: bool = flag("--sync-bn", help="Several GPUs: batch-norm statistics over the global batch."),
+    deterministic: bool = flag("--deterministic", help="Deterministic kernels only (slower on GPUs): reruns and "
+                               "resumed runs give the same weights on a GPU too."),
     limit: Optional[int] = typer.Option(None, "--limit", help="A quick trial: train on about N images (whole "
                                         "lesions, in the classes' proportions) and validate on as many in "
                                         "proportion."),
@@ -171,6 +174,8 @@ def train(
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
 
+    from hamcli.errors import UsageError
+    from hamcli.models.precision import resolve_device
     from hamcli.training import distributed
     from hamcli.training.folds import train_folds
     from hamcli.training.runner import resume as resume_run
@@ -178,8 +183,12 @@ def train(
 
     rank = distributed.context()
     if devices > 1 and not rank.active:  # start the processes here, as torchrun would
-        job = functools.partial(_job, None if resume else _resolve(ctx, recipe, config, quiet), resume, quiet)
-        distributed.launch(devices, job, render.error)
+        resolved = None if resume else _resolve(ctx, recipe, config, quiet)
+        if resolved and resolved[0].sync_bn and resolve_device(resolved[0].device) != "cuda":
+            raise UsageError("--sync-bn: SyncBatchNorm runs on GPUs (NCCL); on CPU each process keeps its own "
+                             "batch-norm statistics, and validation and checkpoints use rank 0's")
+        job = functools.partial(_job, resolved, resume, quiet)
+        distributed.launch(devices, job)
         run_dir = resolve_model(resume) if resume else resolve_model(None)
     else:
         events = _Progress(quiet or not rank.main)  # under torchrun, rank 0 alone shows progress

@@ -70,6 +70,8 @@ class TrainConfig:
     overwrite: bool = False  # replace an existing run of that name, once the new one has finished
     max_batches: int | None = None  # cap on batches per epoch, for smoke runs
     limit: int | None = None  # train on about this many images (and validate on as many in proportion): a quick trial
+    sync_bn: bool = False  # several GPUs: batch-norm statistics over the whole global batch (SyncBatchNorm)
+    deterministic: bool = False  # only deterministic kernels (slower on GPUs): the same weights on every rerun
 
     def check(self) -> None:
         get_spec(self.arch)

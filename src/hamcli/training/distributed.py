@@ -14,6 +14,7 @@ import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -167,6 +168,27 @@ def broadcast(value: object, ctx: Context) -> object:
     return box[0]
 
 
+def all_sum(values: list[float], ctx: Context) -> list[float]:
+    """Each value summed over the processes (the values themselves for one process)."""
+    if not ctx.active:
+        return values
+    import torch.distributed as dist
+
+    total = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def broadcast_buffers(model: torch.nn.Module, ctx: Context) -> None:
+    """Rank 0's buffers (batch-norm statistics) on every process."""
+    if not ctx.active:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def barrier(ctx: Context) -> None:
     if ctx.active:
         import torch.distributed as dist
@@ -182,8 +204,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, job, report) -> None:  # noqa: ANN001 - callables from the caller
-    """One process of `launch`: torchrun's environment, then the job; a failure is one line and an exit code."""
+def _worker(rank: int, world: int, port: int, job, notes: str) -> None:  # noqa: ANN001 - a callable from the caller
+    """One process of `launch`: torchrun's environment, then the job; a failure leaves its one-line reason in
+    `notes`/RANK for the parent to print, and an exit code."""
     import sys
 
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
@@ -191,17 +214,18 @@ def _worker(rank: int, world: int, port: int, job, report) -> None:  # noqa: ANN
     try:
         job(rank)
     except HamcliError as exc:
-        # Options and data are the same on every process: their errors too. Say each once, from process 0.
-        if rank == 0 or not isinstance(exc, (UsageError, PeerFailed)) and "being written" not in str(exc):
-            report(f"{exc} (process {rank} of {world})")
+        (Path(notes) / str(rank)).write_text(f"{type(exc).__name__}\n{exc}")
         sys.exit(exc.exit_code)
 
 
-def launch(devices: int, job, report) -> None:  # noqa: ANN001
+def launch(devices: int, job, report=None) -> None:  # noqa: ANN001
     """`hamcli train --devices N`: N processes on this machine, each running `job(rank)` with the environment
     torchrun would give it (the same code path as a torchrun launch). A process that fails stops the
-    others at once; `report(line)` prints its one-line reason. `job` and `report` must be picklable."""
+    others at once, and its reason is raised here as one LaunchFailed line: process 0's where it failed too
+    (an error in the options or the data is the same on every process), else the failing one's. `job` must be
+    picklable; `report` is kept for callers of hamcli 0.1 and unused."""
     import logging
+    import tempfile
 
     import torch.multiprocessing as mp
 
@@ -212,14 +236,36 @@ def launch(devices: int, job, report) -> None:  # noqa: ANN001
     if devices > usable:
         what = "GPUs" if torch.cuda.is_available() else "CPU cores (and no GPU)"
         raise UsageError(f"--devices {devices}: this machine has {usable} {what}; give at most {usable}")
-    try:
-        mp.spawn(_worker, args=(devices, _free_port(), job, report), nprocs=devices, join=True)
-    except mp.ProcessExitedException as exc:
-        raise LaunchFailed(f"process {exc.error_index} of {devices} failed (exit code {exc.exit_code}); the others "
-                           "were stopped", exc.exit_code) from None
-    except mp.ProcessRaisedException as exc:
-        last = str(exc).strip().splitlines()[-1]
-        raise LaunchFailed(f"a training process failed ({last}); the others were stopped", 1) from None
+    with tempfile.TemporaryDirectory(prefix="hamcli-ranks-") as notes:
+        try:
+            mp.spawn(_worker, args=(devices, _free_port(), job, notes), nprocs=devices, join=True)
+        except mp.ProcessExitedException as exc:
+            reason = _reason(Path(notes), exc.error_index)
+            if reason is not None:
+                _, text, rank = reason
+                raise LaunchFailed(f"{text} (process {rank} of {devices}; the others were stopped)",
+                                   exc.exit_code) from None
+            raise LaunchFailed(f"process {exc.error_index} of {devices} failed (exit code {exc.exit_code}); the "
+                               "others were stopped", exc.exit_code) from None
+        except mp.ProcessRaisedException as exc:
+            last = str(exc).strip().splitlines()[-1]
+            raise LaunchFailed(f"a training process failed ({last}); the others were stopped", 1) from None
+
+
+def _reason(notes: Path, failed: int) -> tuple[str, str, int] | None:
+    """(error kind, message, rank): process 0's reason if it left one, else the failed process's; a peer's
+    note that another process failed is only used when nothing better was left."""
+    import time
+
+    time.sleep(0.2)  # process 0 may be a moment behind the process that failed first
+    found = {}
+    for path in notes.iterdir():
+        kind, _, text = path.read_text().partition("\n")
+        found[int(path.name)] = (kind, text, int(path.name))
+    for rank in (0, failed, *sorted(found)):
+        if rank in found and found[rank][0] != "PeerFailed":
+            return found[rank]
+    return found.get(failed) or next(iter(found.values()), None)
 
 
 class LaunchFailed(HamcliError):

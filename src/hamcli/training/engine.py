@@ -23,7 +23,7 @@ from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
 from hamcli.data.splits import carve_seed
-from hamcli.errors import HamcliError
+from hamcli.errors import HamcliError, UsageError
 from hamcli.evaluation.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
@@ -35,6 +35,19 @@ from hamcli.training import distributed
 from hamcli.training.config import MONITORS, TrainConfig, TrainEvents, run_config_toml
 from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
 from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
+
+
+def _kernels(cfg: TrainConfig, device: str) -> None:
+    """`--deterministic`: only deterministic kernels, so a rerun (or a resumed run) gives the same weights on a
+    GPU too; otherwise on CUDA, cuDNN times its algorithms once per shape and keeps the fastest."""
+    import os
+
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
 
 
 class TrainingInterrupted(HamcliError):
@@ -75,6 +88,11 @@ class Trainer:
         # compares the parameters' layout.
         prec = choose(cfg.arch, cfg.device, cfg.precision) if self.dist.main else None
         self.prec: Precision = replace(distributed.broadcast(prec, self.dist), device=device)
+        if cfg.sync_bn and self.dist.active:
+            if not self.prec.device.startswith("cuda"):
+                raise UsageError("--sync-bn: SyncBatchNorm runs on GPUs (NCCL); on CPU each process keeps its own "
+                                 "batch-norm statistics, and validation and checkpoints use rank 0's")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
         self.mean = torch.tensor(self.spec.mean)
         self.std = torch.tensor(self.spec.std)
@@ -155,6 +173,10 @@ class Trainer:
         order = distributed.shard(d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()],
                                   self.dist)
         augment_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
+        # Dropout and drop-path draw from torch's global generators (CPU and every GPU): seeded afresh each epoch
+        # from (seed, epoch, rank), so that each process of a group draws its own masks, and a run resumed at an
+        # epoch's start draws what an uninterrupted one drew, on a GPU as on the CPU.
+        torch.manual_seed(cfg.seed * 2_000_003 + epoch * 7_919 + self.dist.rank * 104_729 + 1)
         self.events.shard(epoch, self.dist.rank, order[:self.steps * cfg.batch_size].tolist())
         trainable = tuple(p.requires_grad for p in self.model.parameters())
         if trainable != self.net_trainable:  # DDP registers what is trainable when it is built
@@ -185,12 +207,23 @@ class Trainer:
             seen += len(idx)
             self.events.batch(step + 1, loss_value, seen / (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
-        train = summary(torch.cat(trues).numpy(), torch.cat(preds).numpy())
-        return {"train_loss": sum(losses) / seen, **{f"train_{k}": v for k, v in train.items()},
+        # Every process's rows count: its losses, predictions and labels gathered in row order (one process: its own).
+        loss_total, seen_all = distributed.all_sum([sum(losses), float(seen)], self.dist)
+        pred, true = torch.cat(preds), torch.cat(trues)
+        if self.dist.active:
+            both = torch.stack([pred, true], 1)
+            both = distributed.gather(np.arange(len(both)) * self.dist.world + self.dist.rank, both, self.dist,
+                                      len(both) * self.dist.world)
+            pred, true = both[:, 0], both[:, 1]
+        train = summary(true.numpy(), pred.numpy())
+        return {"train_loss": loss_total / seen_all, **{f"train_{k}": v for k, v in train.items()},
                 "train_seconds": elapsed, "images_per_s": seen / elapsed}
 
     def _validate(self, model: torch.nn.Module, prefix: str) -> dict:
         d = self.data
+        # Validate the model rank 0 saves: its batch-norm statistics on every process, so that the gathered
+        # logits are all of that one model (each process updated its own statistics in its last steps).
+        distributed.broadcast_buffers(model, self.dist)
         mine = np.arange(len(d.val_idx))[self.dist.rank::self.dist.world]  # each rank scores its share
         out = infer_logits(model, d.images[torch.from_numpy(d.val_idx[mine])], self.prec, self.mean, self.std,
                            batch_size=max(self.cfg.batch_size, 128))
@@ -239,6 +272,14 @@ class Trainer:
 
     def run(self) -> Path:
         """Train (the caller holds the run's name); returns the run folder."""
+        before = torch.are_deterministic_algorithms_enabled()
+        _kernels(self.cfg, self.prec.device)
+        try:
+            return self._run()
+        finally:
+            torch.use_deterministic_algorithms(before)  # `--deterministic` is this run's, not the process's
+
+    def _run(self) -> Path:
         cfg, st = self.cfg, self.state
         main = self.dist.main
         if main:

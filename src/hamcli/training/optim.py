@@ -131,15 +131,23 @@ class EMA:
             p.requires_grad = False
         self.updates = 0
 
+    @staticmethod
+    def _tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(floating, other) parameters and buffers, in the module's own order."""
+        every = [*module.parameters(), *module.buffers()]
+        return [t for t in every if t.is_floating_point()], [t for t in every if not t.is_floating_point()]
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One step of the average: a fused lerp over every floating tensor at once (one kernel launch per
+        group, not a Python loop over hundreds of tensors); counters are copied."""
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for ema_v, v in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
-            if ema_v.is_floating_point():
-                ema_v.lerp_(v.detach(), 1 - d)
-            else:
-                ema_v.copy_(v)
+        ema_float, ema_other = self._tensors(self.module)
+        float_, other = self._tensors(model)
+        torch._foreach_lerp_(ema_float, [t.detach() for t in float_], 1 - d)
+        for mine, theirs in zip(ema_other, other, strict=True):
+            mine.copy_(theirs)
 
     def state_dict(self) -> dict:
         return {"state_dict": self.module.state_dict(), "updates": self.updates}
