@@ -344,6 +344,9 @@ def calibrate(
                                                          "rows the model never trained on, at some cost in "
                                                          "accuracy; 0 removes the operating point (default: the "
                                                          "run's own target)."),
+    prior_shift: Optional[str] = typer.Option(None, "--prior-shift", help="none, auto (the best balanced accuracy "
+                                              "costing at most 0.02 accuracy) or a number from 0 to 5 (default: "
+                                              "the run's own)."),
     folds: Optional[int] = typer.Option(None, "--folds", help="For a refit: train its recipe K more times, each "
                                         "without one lesion-grouped fold of its rows, and fit on those "
                                         "out-of-fold predictions."),
@@ -358,7 +361,7 @@ def calibrate(
 
     events = _Progress(quiet=fmt == "json" or as_json)
     try:
-        record = recalibrate(run, melanoma_sensitivity, folds, events)
+        record = recalibrate(run, melanoma_sensitivity, folds, events, prior_shift)
     finally:
         events.stop()
     if fmt == "json" or as_json:

@@ -115,19 +115,19 @@ def out_of_fold(family: Path) -> OutOfFold:
                      [m.name for m in members])
 
 
-def fit_family_postprocess(family: Path, target: float = 0.0) -> dict:
+def fit_family_postprocess(family: Path, target: float = 0.0, prior_shift: str | None = None) -> dict:
     """The family's own postprocessing, fitted as a run's is (`hamcli.training.calibrate.calibrate`: prior shift
-    as the members were configured, the melanoma operating point for `target` sensitivity, none for 0, then
-    the temperature), on the family's own average of its members' raw probabilities, on rows no member trained
-    on: the val split of a K-fold family's dataset, which no fold trains on, or the validation rows every run
-    of an ensemble chose its epoch on. Recorded in family.json (so every command that loads the family
+    `prior_shift` (None: as the members were configured), the melanoma operating point for `target`
+    sensitivity, none for 0, then the temperature), on the family's own average of its members' raw
+    probabilities, on rows no member trained on: the val split of a K-fold family's dataset, which no fold
+    trains on, or the validation rows every run of an ensemble chose its epoch on. Recorded in family.json (so every command that loads the family
     applies it to that same average) with its effect on those rows."""
     from hamcli.training.calibrate import calibrate
 
     info = json.loads((family / "family.json").read_text())
-    probs, y, fitted_on, counts, prior_shift = held_out_average(family)
+    probs, y, fitted_on, counts, configured = held_out_average(family)
     logits = np.log(np.clip(probs, 1e-12, 1.0))
-    post, record = calibrate(logits, y, counts, prior_shift, melanoma_sensitivity=target)
+    post, record = calibrate(logits, y, counts, prior_shift or configured, melanoma_sensitivity=target)
     record["fitted_on"] = fitted_on
     fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record,
                                              "members_raw": True})

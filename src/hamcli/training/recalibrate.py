@@ -31,12 +31,17 @@ ACCURACY_WARNING = 0.05  # an operating point that costs more accuracy than this
 
 
 def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, folds: int | None = None,
-                events=None) -> dict:  # noqa: ANN001 - TrainEvents for the out-of-fold runs
-    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target (None: the run's own)
-    on rows it never trained on; returns the record of its effect there (`before`, `after`)."""
+                events=None, prior_shift: str | None = None) -> dict:  # noqa: ANN001 - TrainEvents for --folds
+    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target (None: the run's own),
+    with prior shift `prior_shift` (none, auto or a number; None: the run's own), on rows it never trained on;
+    returns the record of its effect there (`before`, `after`)."""
     if melanoma_sensitivity is not None and not 0 <= melanoma_sensitivity < 1:
         raise UsageError(f"--melanoma-sensitivity {melanoma_sensitivity}: a fraction in [0, 1), e.g. 0.6 (0: no "
                          "operating point)")
+    if prior_shift is not None:
+        from hamcli.training.config import TrainConfig
+
+        TrainConfig(prior_shift=prior_shift).check()  # none, auto, or a number from 0 to 5
     named = resolve_run(run)
     if not is_family(named):
         finished_checkpoint(named, f"hamcli calibrate {run}")
@@ -48,12 +53,13 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, fold
                 raise UsageError(f"--folds: {named.name} is an ensemble, calibrated on its own held-out rows; "
                                  "--folds is for refits")
             target = _target(run_dir, melanoma_sensitivity)
-            record = fit_family_postprocess(run_dir, target)
-            _record_target(run_dir, target)
+            record = fit_family_postprocess(run_dir, target, prior_shift)
+            _record_target(run_dir, target, prior_shift)
             return record
         best = run_dir / "best.pt"
         config = checkpoint.load(best)["config"]
         target = config.get("melanoma_sensitivity", 0.0) if melanoma_sensitivity is None else melanoma_sensitivity
+        config = {**config, "prior_shift": prior_shift or config.get("prior_shift", "none")}
         if config.get("refit"):
             if not folds:
                 raise UsageError(f"hamcli calibrate {run}: a refit trained on its validation rows too, so none are "
@@ -63,11 +69,11 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, fold
         else:
             if folds:
                 raise UsageError(f"--folds: {named.name} has validation rows of its own; --folds is for refits")
-            records = {name: recalibrate_checkpoint(run_dir / name, target)
+            records = {name: recalibrate_checkpoint(run_dir / name, target, prior_shift)
                        for name in ("best.pt", "best_raw.pt") if (run_dir / name).exists()}
         metrics = json.loads((run_dir / "metrics.json").read_text())
         fsio.write_json(run_dir / "metrics.json", {**metrics, "calibration": records["best.pt"]})
-        _record_target(run_dir, target)
+        _record_target(run_dir, target, prior_shift)
         return records["best.pt"]
 
 
@@ -85,27 +91,29 @@ def _target(run_dir: Path, given: float | None) -> float:
         return 0.0
 
 
-def _record_target(run_dir: Path, melanoma_sensitivity: float) -> None:
-    """The run's recorded options take the new target, so that `hamcli train --config runs/RUN/config.toml`
-    (a family: its config.json) repeats the run as it now stands, not as it was first calibrated."""
+def _record_target(run_dir: Path, melanoma_sensitivity: float, prior_shift: str | None = None) -> None:
+    """The run's recorded options take the new target (and prior shift), so that `hamcli train --config
+    runs/RUN/config.toml` (a family: its config.json) repeats the run as it now stands, not as it was first
+    calibrated."""
     from hamcli.configfile import dumps, read
 
+    changed = {"melanoma_sensitivity": melanoma_sensitivity, **({"prior_shift": prior_shift} if prior_shift else {})}
     options = run_dir / "config.json"
     if options.exists():
-        fsio.write_json(options, {**json.loads(options.read_text()), "melanoma_sensitivity": melanoma_sensitivity})
+        fsio.write_json(options, {**json.loads(options.read_text()), **changed})
     toml = run_dir / "config.toml"
     if toml.exists():
         document = read(toml)
-        document["train"] = {**document.get("train", {}), "melanoma_sensitivity": melanoma_sensitivity}
+        document["train"] = {**document.get("train", {}), **changed}
         lines = toml.read_text().splitlines()
         comment = "\n".join(line.removeprefix("#").strip() for line in lines[:next(
             (i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))])
         fsio.write_text(toml, dumps(document, comment=comment))
 
 
-def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float) -> dict:
-    """Prior shift (as the run was configured), melanoma offset and temperature fitted again on the
-    validation rows the checkpoint chose its epoch on."""
+def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float, prior_shift: str | None = None) -> dict:
+    """Prior shift (`prior_shift`, else as the run was configured), melanoma offset and temperature fitted
+    again on the validation rows the checkpoint chose its epoch on."""
     from hamcli.evaluation.scoring import held_out
     from hamcli.inference.postprocess import Postprocess
     from hamcli.inference.predictor import Predictor
@@ -116,10 +124,11 @@ def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float) -> dict:
     val = held_out(predictor, "val")
     logits = np.log(np.clip(predictor.probabilities(val.images), 1e-12, 1.0))  # log-softmax: logits up to a constant
     config = predictor.ckpt_meta["config"]
-    post, record = calibrate(logits, val.y_true, predictor.ckpt_meta["data"]["train_counts"],
-                             config.get("prior_shift", "none"), melanoma_sensitivity=melanoma_sensitivity)
+    shift = prior_shift or config.get("prior_shift", "none")
+    post, record = calibrate(logits, val.y_true, predictor.ckpt_meta["data"]["train_counts"], shift,
+                             melanoma_sensitivity=melanoma_sensitivity)
     checkpoint.update(path, postprocess=post.as_dict(), calibration=record,
-                      config={**config, "melanoma_sensitivity": melanoma_sensitivity})
+                      config={**config, "melanoma_sensitivity": melanoma_sensitivity, "prior_shift": shift})
     return record
 
 
