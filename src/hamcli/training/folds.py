@@ -116,12 +116,13 @@ def out_of_fold(family: Path) -> OutOfFold:
 
 
 def fit_family_postprocess(family: Path, target: float = 0.0, prior_shift: str | None = None) -> dict:
-    """The family's own postprocessing, fitted as a run's is (`hamcli.training.calibrate.calibrate`: prior shift
-    `prior_shift` (None: as the members were configured), the melanoma operating point for `target`
-    sensitivity, none for 0, then the temperature), on the family's own average of its members' raw
+    """The family's own postprocessing, fitted as a run's is (`hamcli.training.calibrate.calibrate`: prior
+    shift `prior_shift` (None: as the members were configured), the melanoma operating point for `target`
+    sensitivity (none for 0), then the temperature), on the family's own average of its members' raw
     probabilities, on rows no member trained on: the val split of a K-fold family's dataset, which no fold
-    trains on, or the validation rows every run of an ensemble chose its epoch on. Recorded in family.json (so every command that loads the family
-    applies it to that same average) with its effect on those rows."""
+    trains on, or the validation rows every run of an ensemble chose its epoch on. Recorded in family.json
+    (so every command that loads the family applies it to that same average) with its effect on those
+    rows."""
     from hamcli.training.calibrate import calibrate
 
     info = json.loads((family / "family.json").read_text())
