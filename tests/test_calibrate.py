@@ -114,3 +114,19 @@ def test_a_run_records_its_calibration_and_predict_applies_it(prepared_tiny, tmp
         expected = torch.softmax(Postprocess.from_dict(ckpt["postprocess"]).apply(model.model(x)), 1).numpy()[0]
     got = model.predict(image).probabilities
     assert np.allclose([got[c] for c in model.classes], expected, atol=1e-5)
+
+
+def test_calibrate_can_change_the_prior_shift_and_records_it(trained_run):
+    import json as _json
+
+    from typer.testing import CliRunner as _Runner
+
+    from hamcli.cli.app import app as _app
+
+    result = _Runner().invoke(_app, ["calibrate", "tiny-lenet", "--prior-shift", "auto", "--json"])
+    assert result.exit_code == 0, result.output
+    record = _json.loads(result.stdout)
+    assert record["prior_shift"] == "auto" and 0 <= record["tau"] <= 2
+    assert _json.loads((trained_run / "config.json").read_text())["prior_shift"] == "auto"
+    bad = _Runner().invoke(_app, ["calibrate", "tiny-lenet", "--prior-shift", "sideways"])
+    assert bad.exit_code == 2 and "--prior-shift" in bad.output

@@ -62,7 +62,18 @@ def test_labels_reach_every_format_with_the_image_id(trained_run, tmp_path):
     lines = runner.invoke(app, [*args, "-f", "jsonl"]).stdout.splitlines()
     assert [json.loads(line)["true_dx"] for line in lines] == ["mel", "nv"]
     csv_out = runner.invoke(app, [*args, "-f", "csv"]).stdout.splitlines()
-    assert csv_out[0].split(",")[-3:] == ["true_dx", "correct", "error"] and ",mel," in csv_out[1]
+    assert csv_out[0].split(",")[-4:] == ["true_dx", "correct", "seen", "error"] and ",mel," in csv_out[1]
+
+
+def test_images_the_model_learnt_from_are_marked_seen(trained_run, tmp_path):
+    seen_id = torch.load(trained_run / "best.pt", weights_only=True)["data"]["seen_image_ids"][0]
+    seen = tmp_path / "tiny" / "images" / f"{seen_id}.jpg"
+    fresh = tmp_path / "new.jpg"
+    class_image(2, 77).save(fresh)
+    rows = json.loads(runner.invoke(app, ["predict", str(seen), str(fresh), "-f", "json"]).stdout)
+    assert [r["seen"] for r in rows] == [True, False]
+    table = runner.invoke(app, ["predict", str(seen), str(fresh)])
+    assert "seen in training" in table.stdout and "1 image(s) were among the model's training" in table.stderr
 
 
 def test_an_ensembles_members_are_named_by_their_own_names_and_folds_only_for_folds(trained_run, tmp_path):

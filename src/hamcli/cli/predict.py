@@ -40,8 +40,9 @@ def predict(
     predictor = load_model(model, device=device, precision=precision)
     render.model_source(predictor, model)
     top_k = min(top_k, len(predictor.classes))
+    seen = set(predictor.ckpt_meta.get("data", {}).get("seen_image_ids") or ())  # what the model learnt from
     columns = ["path", "image_id", "code", "name", "probability", *(f"p_{c}" for c in predictor.classes),
-               "precision", *(("true_dx", "correct") if labels else ()), "error"]
+               "precision", *(("true_dx", "correct") if labels else ()), "seen", "error"]
     writer = render.CsvWriter(columns) if fmt == "csv" else None
     failed = 0
 
@@ -49,7 +50,7 @@ def predict(
         image_id = Path(row.source).stem if not row.source.startswith("<") else None
         if isinstance(row, Failure):
             return {"path": row.source, "image_id": image_id, "error": row.reason}
-        out = {**row.as_dict(), "image_id": image_id}
+        out = {**row.as_dict(), "image_id": image_id, "seen": image_id in seen if seen else None}
         if labels:
             true = truth.get(image_id)
             out.update(true_dx=true, correct=None if true is None else true == row.code)
@@ -84,7 +85,9 @@ def predict(
     if fmt == "json":
         render.print_json(records)
     elif fmt == "table" and good:
-        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "verdict") if labels else ()))
+        any_seen = any(d.get("seen") for d in records)
+        columns = ("image", "class", "p", "name", f"top {top_k}", *(("true", "verdict") if labels else ()),
+                   *(("seen in training",) if any_seen else ()))
         table = render.table(f"{predictor.card.arch} from {predictor.card.path}", columns, numeric=("p",))
         for r, data in zip(rows, records, strict=True):
             if isinstance(r, Failure):
@@ -92,13 +95,20 @@ def predict(
             mark = () if not labels else (data["true_dx"] or "?", "" if data["true_dx"] is None else
                                           "right" if data["correct"] else "wrong")
             render.add_row(table, (r.source, r.code, f"{r.probability:.3f}", r.name,
-                                   ", ".join(f"{c} {p:.2f}" for c, p in r.top_k), *mark))
+                                   ", ".join(f"{c} {p:.2f}" for c, p in r.top_k), *mark,
+                                   *(("yes" if data["seen"] else "",) if any_seen else ())))
         render.print_table(table)
     known = [d for d in records if d.get("correct") is not None]
     if known:
         right = sum(d["correct"] for d in known)
-        render.info(f"{right} of {len(known)} right against {labels} (a handful of images says little: "
-                    "`hamcli evaluate --data` scores a labelled folder properly)")
+        fresh = [d for d in known if not d.get("seen")]
+        render.info(f"{right} of {len(known)} right against {labels}" +
+                    (f"; of the {len(fresh)} the model never trained or validated on, "
+                     f"{sum(d['correct'] for d in fresh)} right" if len(fresh) < len(known) else "") +
+                    " (a handful of images says little: `hamcli evaluate --data` scores a labelled folder properly)")
+    if any(d.get("seen") for d in records):
+        render.info(f"{sum(bool(d.get('seen')) for d in records)} image(s) were among the model's training or "
+                    "validation images (`seen`): their answers say nothing about how it does on new ones")
     if labels and len(known) < len(good):
         render.warn(f"{len(good) - len(known)} image(s) have no row in {labels} (matched by file name without "
                     "extension against image_id)")
