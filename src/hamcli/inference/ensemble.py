@@ -98,15 +98,3 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def member_name(member: Predictor) -> str:
     """fold0, ...: the run folder's name, or the name recorded in a one-file ensemble."""
     return str(member.ckpt_meta.get("member") or member.card.path.parent.name)
-
-
-def validation_score(member: Predictor) -> float:
-    """Balanced accuracy on the member's validation rows, as its checkpoint (else metrics.json) records it."""
-    try:
-        return float(member.ckpt_meta["calibration"]["before"]["balanced_accuracy"])
-    except (KeyError, TypeError, ValueError):
-        pass
-    try:
-        return json.loads((member.card.path.parent / "metrics.json").read_text())["best"]["balanced_accuracy"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return float("-inf")
