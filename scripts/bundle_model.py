@@ -63,22 +63,6 @@ def load_stored(target: Path, ckpts: list[dict], dtype: torch.dtype) -> Predicto
     return predictor
 
 
-def validation_set(predictor: Predictor, target: Path) -> scoring.EvalSet:
-    """The rows the model's postprocessing was fitted on (and its epochs chosen on): a run's or an ensemble's
-    validation rows, or the val split of a K-fold family's dataset."""
-    if isinstance(predictor, Ensemble) and not json.loads((target / "family.json").read_text()).get("ensemble_of"):
-        from hamcli.classes import encode
-        from hamcli.data.splits import calibration_rows
-
-        prepared = PreparedDataset.open(json.loads((target / "family.json").read_text())["data"])
-        rows = calibration_rows(prepared.manifest)
-        m = prepared.manifest
-        return scoring.EvalSet(f"{prepared.name} (val split)", m["image_id"].iloc[rows].tolist(),
-                               m["lesion_id"].iloc[rows].tolist(), encode(m["dx"].iloc[rows]),
-                               np.asarray(prepared.images()[rows]))
-    return scoring.held_out(predictor, "val")
-
-
 def figures(predictor: Predictor, evalset: scoring.EvalSet, bootstrap: int) -> dict:
     from hamcli.evaluation.metrics import bootstrap_ci, full_report
 
@@ -141,7 +125,7 @@ def main() -> None:
 
     reference = load_model(target)
     try:
-        val = validation_set(reference, target)
+        val = scoring.held_out(reference, "val")  # a family's: the rows no member trained on
     except HamcliError as exc:
         raise SystemExit(f"{args.run}: no validation rows to check fp16 storage on ({exc})") from None
     fp32_top = reference.probabilities(val.images).argmax(1)
