@@ -97,6 +97,8 @@ def main() -> None:
                         "bundled-model.json", help="where the figures for the model card go")
     parser.add_argument("--fp16-max-differences", type=int, default=0,
                         help="store fp16 weights if at most this many validation images change top class")
+    parser.add_argument("--max-mb", type=float, default=None,
+                        help="refuse, before the test split is scored, a file larger than this (MB)")
     parser.add_argument("--test-split", default="a lesion-grouped test split no choice touched",
                         help="how the model card describes the test split")
     parser.add_argument("--describe", action="store_true",
@@ -133,6 +135,14 @@ def main() -> None:
     differ_fp16 = int((half.probabilities(val.images).argmax(1) != fp32_top).sum())
     dtype = torch.float16 if differ_fp16 <= args.fp16_max_differences else torch.float32
     stored = half if dtype == torch.float16 else reference
+    size = sum(v.numel() * (2 if v.is_floating_point() and dtype == torch.float16 else v.element_size())
+               for c in ckpts for v in c["state_dict"].values()) / 1e6
+    print(json.dumps({"fp16_top_class_differences_on_validation": differ_fp16, "weights_dtype": str(dtype),
+                      "weights_mb": round(size, 2)}))
+    if args.max_mb is not None and size > args.max_mb:
+        raise SystemExit(f"{args.run}: {size:.1f} MB of {str(dtype).removeprefix('torch.')} weights, over --max-mb "
+                         f"{args.max_mb:g} (fp16 changed {differ_fp16} validation top classes); nothing written, "
+                         "the test split not scored")
 
     shared = ("format_version", "hamcli_version", "classes", "arch", "preprocess", "precision", "started_from",
               "weights")

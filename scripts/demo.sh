@@ -13,8 +13,9 @@ hamcli prepare --source samples --name demo --split 50/50 --size 64 --quiet --ov
 say "3. a short real training run (LeNet, 5 epochs). Seven images teach a model nothing: this shows the tool"
 hamcli train --arch lenet --data demo --epochs 5 --batch-size 8 --lr 0.003 --name demo-lenet --overwrite --quiet
 hamcli info
-say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 4,397 HAM10000 images) on these"
-say "   14 samples, which come from lesions it never saw: its prediction beside the true class"
+say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 7,009 HAM10000 images) on these"
+say "   14 samples, beside their true classes. It trained on most of HAM10000, so most samples were among its"
+say "   training or validation images (marked seen): their answers say nothing about new images (model card)"
 hamcli predict "$SAMPLES/images" --model bundled --top-k 2 --labels "$SAMPLES/metadata.csv"
 say "5. what it looked at: Grad-CAM panels for every sample, in $HAMCLI_HOME/gradcam/"
 hamcli gradcam "$SAMPLES/images" --model bundled --panel -o "$HAMCLI_HOME/gradcam/" --format csv > /dev/null
