@@ -272,3 +272,31 @@ def test_calibrate_holds_the_runs_lock_and_an_interrupted_one_changes_nothing(tr
     after = {name: (trained_run / name).read_bytes() for name in before}
     assert after == before  # best.pt, metrics.json and config.toml all as they were
     assert not [p for p in (trained_run.parent / ".versions").iterdir() if p.suffix == ".tmp"]
+
+
+def test_gradcam_of_an_onnx_file_and_odd_names_are_one_line(trained_run, tmp_path):
+    from hamcli.serve.onnx import export_onnx
+
+    export_onnx("tiny-lenet", tmp_path / "m.onnx")
+    image = tmp_path / "x.jpg"
+    class_image(1, 1).save(image)
+    line = one_line(runner.invoke(app, ["gradcam", str(image), "-m", str(tmp_path / "m.onnx"), "-o",
+                                        str(tmp_path / "c.png")]), code=2)
+    assert "ONNX file does not keep" in line
+    assert "--name" in one_line(runner.invoke(app, ["train", "--data", "tiny", "--name", "run\n"]), code=2)
+
+
+def test_an_onnx_graph_that_wants_another_input_size_is_one_line(trained_run, tmp_path):
+    import onnx
+
+    from hamcli.serve.onnx import export_onnx
+
+    export_onnx("tiny-lenet", tmp_path / "m.onnx")
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = 48, 48  # the graph now says 48x48; its metadata still 32x32
+    onnx.save(graph, str(tmp_path / "odd.onnx"))
+    image = tmp_path / "x.jpg"
+    class_image(1, 1).save(image)
+    line = one_line(runner.invoke(app, ["predict", str(image), "-m", str(tmp_path / "odd.onnx")]), code=1)
+    assert "fails on a 32 test image" in line and "export it again" in line

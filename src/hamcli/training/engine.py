@@ -36,6 +36,8 @@ from hamcli.training.config import MONITORS, TrainConfig, TrainEvents, run_confi
 from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
 from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
 
+PROGRESS_EVERY = 20  # steps between the progress line's readings of the loss (each one a host sync on a GPU)
+
 
 def _kernels(cfg: TrainConfig, device: str) -> None:
     """`--deterministic`: only deterministic kernels, so a rerun (or a resumed run) gives the same weights on a
@@ -181,7 +183,10 @@ class Trainer:
         trainable = tuple(p.requires_grad for p in self.model.parameters())
         if trainable != self.net_trainable:  # DDP registers what is trainable when it is built
             self.net, self.net_trainable = distributed.wrap(self.model, self.dist, self.prec.device), trainable
-        losses, preds, trues = [], [], []
+        # Losses, predictions and labels stay on the device until the epoch ends: a GPU never waits on the host
+        # inside an epoch; the progress line reads the loss every PROGRESS_EVERY steps.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.prec.device)
+        preds, trues, loss_value = [], [], float("nan")
         seen, start = 0, time.perf_counter()
         self.events.epoch_start(epoch, cfg.epochs, self.steps)
         for step in range(self.steps):
@@ -200,16 +205,17 @@ class Trainer:
                 self.sched.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            loss_value = loss.item()  # one host sync per step, not two
-            losses.append(loss_value * len(idx))
-            preds.append(out.detach().argmax(1).cpu())
-            trues.append(y.cpu())
+            loss_sum += loss.detach().double() * len(idx)
+            preds.append(out.detach().argmax(1))
+            trues.append(y)
+            if (step + 1) % PROGRESS_EVERY == 0 or step + 1 == self.steps or step == 0:
+                loss_value = loss.item()
             seen += len(idx)
             self.events.batch(step + 1, loss_value, seen / (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
         # Every process's rows count: its losses, predictions and labels gathered in row order (one process: its own).
-        loss_total, seen_all = distributed.all_sum([sum(losses), float(seen)], self.dist)
-        pred, true = torch.cat(preds), torch.cat(trues)
+        loss_total, seen_all = distributed.all_sum([float(loss_sum), float(seen)], self.dist)
+        pred, true = torch.cat(preds).cpu(), torch.cat(trues).cpu()
         if self.dist.active:
             both = torch.stack([pred, true], 1)
             both = distributed.gather(np.arange(len(both)) * self.dist.world + self.dist.rank, both, self.dist,
