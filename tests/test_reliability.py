@@ -299,4 +299,4 @@ def test_an_onnx_graph_that_wants_another_input_size_is_one_line(trained_run, tm
     image = tmp_path / "x.jpg"
     class_image(1, 1).save(image)
     line = one_line(runner.invoke(app, ["predict", str(image), "-m", str(tmp_path / "odd.onnx")]), code=1)
-    assert "fails on a 32 test image" in line and "export it again" in line
+    assert "odd.onnx" in line and ("onnxruntime cannot load it" in line or "export it again" in line)
