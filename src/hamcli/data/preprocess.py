@@ -243,7 +243,7 @@ def to_float(batch, mean, std):  # noqa: ANN001, ANN201 - torch tensors; torch i
 
 
 def normalise(x, mean, std):  # noqa: ANN001, ANN201
-    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    return (x - mean.to(x.device).view(1, 3, 1, 1)) / std.to(x.device).view(1, 3, 1, 1)
 
 
 def decode_all(items: Sequence[str | Path | Image.Image | Upload], size: tuple[int, int], out: np.ndarray,

@@ -36,6 +36,17 @@ from hamcli.training.config import MONITORS, TrainConfig, TrainEvents, run_confi
 from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
 from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
 
+
+def _place(images: torch.Tensor, device: str) -> torch.Tensor:
+    """Where the training images live for the run: on the GPU when they fit in half its free memory (the 150 px
+    cache of HAM10000 is about 0.7 GB), so that batches are cut, augmented and normalised there; else in
+    pinned host memory, copied batch by batch without blocking; on CPU where they are."""
+    if not device.startswith("cuda"):
+        return images
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return images.to(device) if images.nbytes * 2 < free else images.pin_memory()
+
+
 PROGRESS_EVERY = 20  # steps between the progress line's readings of the loss (each one a host sync on a GPU)
 
 
@@ -98,6 +109,7 @@ class Trainer:
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
         self.mean = torch.tensor(self.spec.mean)
         self.std = torch.tensor(self.spec.std)
+        self.images = _place(self.data.images, self.prec.device)
         self.train_labels = self.data.labels[self.data.train_idx]
         # Images the model learnt from or was selected on: `evaluate --data` leaves them out.
         ids = self.prepared.manifest["image_id"].to_numpy()
@@ -174,7 +186,8 @@ class Trainer:
         # Every rank draws the same order and takes its own shard; augmentation draws from a stream of its own.
         order = distributed.shard(d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()],
                                   self.dist)
-        augment_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
+        augment_gen = torch.Generator(device=self.images.device).manual_seed(
+            cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
         # Dropout and drop-path draw from torch's global generators (CPU and every GPU): seeded afresh each epoch
         # from (seed, epoch, rank), so that each process of a group draws its own masks, and a run resumed at an
         # epoch's start draws what an uninterrupted one drew, on a GPU as on the CPU.
@@ -191,8 +204,9 @@ class Trainer:
         self.events.epoch_start(epoch, cfg.epochs, self.steps)
         for step in range(self.steps):
             idx = torch.from_numpy(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = normalise(aug.augment(d.images[idx], cfg.augment, augment_gen), self.mean, self.std)
-            x = x.to(self.prec.device).contiguous(memory_format=self.prec.memory_format)
+            x = normalise(aug.augment(self.images[idx.to(self.images.device)], cfg.augment, augment_gen), self.mean,
+                          self.std)
+            x = x.to(self.prec.device, non_blocking=True).contiguous(memory_format=self.prec.memory_format)
             y = d.labels[idx].to(self.prec.device)
             with self.prec.autocast():
                 out = self.net(x)
@@ -231,7 +245,7 @@ class Trainer:
         # logits are all of that one model (each process updated its own statistics in its last steps).
         distributed.broadcast_buffers(model, self.dist)
         mine = np.arange(len(d.val_idx))[self.dist.rank::self.dist.world]  # each rank scores its share
-        out = infer_logits(model, d.images[torch.from_numpy(d.val_idx[mine])], self.prec, self.mean, self.std,
+        out = infer_logits(model, self.images[torch.from_numpy(d.val_idx[mine])], self.prec, self.mean, self.std,
                            batch_size=max(self.cfg.batch_size, 128))
         out = distributed.gather(mine, out, self.dist, len(d.val_idx))
         y = d.labels[torch.from_numpy(d.val_idx)]
@@ -369,7 +383,7 @@ class Trainer:
                 continue
             model = copy.deepcopy(self.model)
             model.load_state_dict(checkpoint.load(path)["state_dict"])
-            out = infer_logits(model, d.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
+            out = infer_logits(model, self.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
                                batch_size=max(self.cfg.batch_size, 128)).numpy()
             post, record = calibrate(out, y, counts, self.cfg.prior_shift,
                                      melanoma_sensitivity=self.cfg.melanoma_sensitivity)
