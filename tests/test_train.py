@@ -745,3 +745,28 @@ def test_ctrl_c_then_resume_on_cuda_matches_an_uninterrupted_run(prepared_tiny):
         runner.train(replace(cfg, name="cut"), _StopAfter(1))
     resumed = checkpoint.load(runner.resume("cut") / "last.pt")["state_dict"]
     assert all(torch.equal(whole[k].cpu(), resumed[k].cpu()) for k in whole)
+
+
+def test_compile_trains_through_torch_compile_and_saves_plain_weights(prepared_tiny):
+    pytest.importorskip("torch._inductor")
+    if sys.version_info >= (3, 14) or not any(map(__import__("shutil").which, ("g++", "c++", "clang++"))):
+        pytest.skip("torch.compile needs a C++ compiler and a Python it supports")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    run = runner.train(TrainConfig(arch="lenet", name="comp", compile=True, max_batches=2, **FAST))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the steps really ran compiled code
+    ckpt = checkpoint.load(run / "best.pt")
+    assert ckpt["config"]["compile"] is True and ckpt["precision"]["compiled"] is True
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["state_dict"])  # the eager model's names
+    out = checkpoint.build_from(ckpt)(torch.zeros(1, 3, 32, 32))
+    assert torch.isfinite(out).all()
+
+
+def test_compile_without_a_compiler_is_one_line_before_any_work(prepared_tiny, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    result = cli.invoke(app, ["train", "--arch", "lenet", "--data", "tiny", "--compile", "--device", "cpu",
+                              "--name", "nocomp", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "--compile on CPU needs a C++ compiler" in result.output and "Traceback" not in result.output
+    assert not (paths.runs_dir() / "nocomp").exists()

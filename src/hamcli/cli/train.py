@@ -57,7 +57,8 @@ class _Progress(TrainEvents):
             render.info(f"run {info['run']}\n  {info['arch']} on {info['data']} at {info['size']}px: "
                         f"{info['train']} train / {info['val']} val images ({info['val_source']})\n"
                         f"  device {info['device']}, {info['precision']}"
-                        f"{' + channels-last' if info['channels_last'] else ''} ({info['why']})")
+                        f"{' + channels-last' if info['channels_last'] else ''} ({info['why']})"
+                        f"{'; torch.compile (the first steps compile)' if info.get('compiled') else ''}")
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         if self.task is None:
@@ -148,13 +149,13 @@ def train(
                                                "0 keeps the plain argmax."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
     precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
-                                                                  "measures on this machine.")),
+                                                                  "follows a table by CPU and architecture.")),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: ARCH-TIMESTAMP)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run RUN, exactly."),
     refit: Optional[str] = typer.Option(None, "--refit", help="Train the finished run RUN's recipe again on its "
-                                        "training and validation rows together, for as many epochs, keeping the "
-                                        "last and reusing RUN's fitted temperature, prior shift and operating "
-                                        "point (options given here override RUN's)."),
+                                        "training and validation rows together, for RUN's best epoch count, "
+                                        "keeping the last; it keeps none of RUN's calibration (`hamcli calibrate "
+                                        "REFIT --folds K` fits its own). Options given here override RUN's."),
     devices: int = typer.Option(1, "--devices", min=1, help="Train on N processes of this machine with "
                                 "torch.distributed (DDP), as `torchrun --nproc-per-node N` would; --batch-size is "
                                 "per process."),
@@ -164,6 +165,8 @@ def train(
     sync_bn: bool = flag("--sync-bn", help="Several GPUs: batch-norm statistics over the global batch."),
     deterministic: bool = flag("--deterministic", help="Deterministic kernels only (slower on GPUs): reruns and "
                                "resumed runs give the same weights on a GPU too."),
+    compile: bool = flag("--compile", help="torch.compile the network: the first steps take longer while it "
+                         "compiles, later ones run faster; pays on long runs (docs/benchmarks.md)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="A quick trial: train on about N images (whole "
                                         "lesions, in the classes' proportions) and validate on as many in "
                                         "proportion."),

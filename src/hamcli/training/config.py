@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 from hamcli.errors import UsageError
-from hamcli.models.precision import DEVICES, PRECISIONS
+from hamcli.models.precision import DEVICES, PRECISIONS, resolve_device
 from hamcli.models.zoo import get_spec
 from hamcli.runs import check_run_name
 from hamcli.slots import check_name
@@ -72,6 +72,7 @@ class TrainConfig:
     limit: int | None = None  # train on about this many images (and validate on as many in proportion): a quick trial
     sync_bn: bool = False  # several GPUs: batch-norm statistics over the whole global batch (SyncBatchNorm)
     deterministic: bool = False  # only deterministic kernels (slower on GPUs): the same weights on every rerun
+    compile: bool = False  # torch.compile the training steps' network (opt-in: pays only for long runs)
 
     def check(self) -> None:
         get_spec(self.arch)
@@ -134,6 +135,8 @@ class TrainConfig:
             raise UsageError(f"--limit {self.limit}: a number of training images, at least 1 (leave it out for all)")
         if self.max_batches is not None and self.max_batches < 1:
             raise UsageError(f"--max-batches {self.max_batches}: must be at least 1")
+        if self.compile:
+            check_compiler(resolve_device(self.device))
         if self.name is not None:
             check_name(self.name)
             check_run_name(self.name)
@@ -161,3 +164,18 @@ def run_config_toml(cfg: TrainConfig, prepared: PreparedDataset) -> str:
                  comment=f"hamcli {prepared.summary.get('hamcli_version', '')} run options; repeat with "
                          "`hamcli train --config config.toml` (prepare the data again with `hamcli prepare "
                          "--config config.toml --name NAME`)")
+
+
+def check_compiler(device: str) -> None:
+    """`--compile` needs what torch.compile's inductor generates code with: a C++ compiler on CPU, Triton on a
+    GPU. Said before any work, in one line, rather than as a compiler's traceback in the first step."""
+    import importlib.util
+    import os
+    import shutil
+
+    if device.startswith("cuda"):
+        if importlib.util.find_spec("triton") is None:
+            raise UsageError("--compile on a GPU needs Triton (pip install triton); or train without --compile")
+    elif not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+        raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++ on PATH, or CXX); or train "
+                         "without --compile")

@@ -63,6 +63,13 @@ def _kernels(cfg: TrainConfig, device: str) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def _compiled(net: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """The module the training steps call: `--compile` wraps it in torch.compile (the first steps compile, later
+    ones run the generated code; a change of what is trainable compiles again). Checkpoints, validation and EMA
+    use the eager model, whose parameters the compiled one shares."""
+    return torch.compile(net) if cfg.compile else net
+
+
 class TrainingInterrupted(HamcliError):
     exit_code = 130
 
@@ -145,7 +152,8 @@ class Trainer:
                          "seen_image_ids": self.seen_ids},
                 "started_from": self.weights_report.source if self.weights_report else "random initialisation",
                 "precision": {"device": self.prec.device, "dtype": self.prec.dtype,
-                              "channels_last": self.prec.channels_last, "why": self.prec.reason},
+                              "channels_last": self.prec.channels_last, "why": self.prec.reason,
+                              "compiled": self.cfg.compile},
                 "world_size": self.dist.world, "batch_size_per_device": self.cfg.batch_size,
                 "global_batch_size": self.cfg.batch_size * self.dist.world}
 
@@ -195,7 +203,8 @@ class Trainer:
         self.events.shard(epoch, self.dist.rank, order[:self.steps * cfg.batch_size].tolist())
         trainable = tuple(p.requires_grad for p in self.model.parameters())
         if trainable != self.net_trainable:  # DDP registers what is trainable when it is built
-            self.net, self.net_trainable = distributed.wrap(self.model, self.dist, self.prec.device), trainable
+            self.net = _compiled(distributed.wrap(self.model, self.dist, self.prec.device), cfg)
+            self.net_trainable = trainable
         # Losses, predictions and labels stay on the device until the epoch ends: a GPU never waits on the host
         # inside an epoch; the progress line reads the loss every PROGRESS_EVERY steps.
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.prec.device)
@@ -313,7 +322,7 @@ class Trainer:
                            "val": len(self.data.val_idx), "val_source": self.data.val_source,
                            "device": self.prec.device, "precision": self.prec.dtype,
                            "channels_last": self.prec.channels_last, "why": self.prec.reason,
-                           "start_epoch": st.epoch + 1, "advice": self._advice(),
+                           "compiled": cfg.compile, "start_epoch": st.epoch + 1, "advice": self._advice(),
                            "weights": self.weights_report.line() if self.weights_report else None})
         try:
             for epoch in range(st.epoch + 1, cfg.epochs + 1):
