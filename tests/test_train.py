@@ -753,8 +753,14 @@ def test_compile_trains_through_torch_compile_and_saves_plain_weights(prepared_t
         pytest.skip("torch.compile needs a C++ compiler and a Python it supports")
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    run = runner.train(TrainConfig(arch="lenet", name="comp", compile=True, max_batches=2, **FAST))
+    class Start(TrainEvents):
+        def start(self, info: dict) -> None:
+            self.info = info
+
+    events = Start()
+    run = runner.train(TrainConfig(arch="lenet", name="comp", compile=True, max_batches=2, **FAST), events)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the steps really ran compiled code
+    assert events.info["compiled"] and any("--compile on CPU" in line for line in events.info["advice"])
     ckpt = checkpoint.load(run / "best.pt")
     assert ckpt["config"]["compile"] is True and ckpt["precision"]["compiled"] is True
     assert not any(k.startswith("_orig_mod.") for k in ckpt["state_dict"])  # the eager model's names

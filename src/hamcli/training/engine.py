@@ -40,11 +40,23 @@ from hamcli.training.sampling import TrainData, class_weights, epoch_order, sele
 def _place(images: torch.Tensor, device: str) -> torch.Tensor:
     """Where the training images live for the run: on the GPU when they fit in half its free memory (the 150 px
     cache of HAM10000 is about 0.7 GB), so that batches are cut, augmented and normalised there; else in
-    pinned host memory, copied batch by batch without blocking; on CPU where they are."""
+    pinned host memory, each batch gathered into pinned memory and copied as uint8 without blocking (`_batch`);
+    on CPU where they are."""
     if not device.startswith("cuda"):
         return images
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     return images.to(device) if images.nbytes * 2 < free else images.pin_memory()
+
+
+def _batch(images: torch.Tensor, idx: torch.Tensor, device: str) -> torch.Tensor:
+    """The uint8 images of one batch, on the device augmentation runs on: the GPU for a GPU run (cut there, or
+    gathered into pinned memory -- blocks the caching host allocator keeps until their copy is done -- and sent
+    without blocking), the CPU otherwise."""
+    if images.device.type != "cpu" or not device.startswith("cuda"):
+        return images[idx.to(images.device)]
+    staged = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+    torch.index_select(images, 0, idx, out=staged)
+    return staged.to(device, non_blocking=True)
 
 
 PROGRESS_EVERY = 20  # steps between the progress line's readings of the loss (each one a host sync on a GPU)
@@ -194,8 +206,8 @@ class Trainer:
         # Every rank draws the same order and takes its own shard; augmentation draws from a stream of its own.
         order = distributed.shard(d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()],
                                   self.dist)
-        augment_gen = torch.Generator(device=self.images.device).manual_seed(
-            cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
+        on = self.prec.device if self.prec.device.startswith("cuda") else "cpu"  # where batches are augmented
+        augment_gen = torch.Generator(device=on).manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
         # Dropout and drop-path draw from torch's global generators (CPU and every GPU): seeded afresh each epoch
         # from (seed, epoch, rank), so that each process of a group draws its own masks, and a run resumed at an
         # epoch's start draws what an uninterrupted one drew, on a GPU as on the CPU.
@@ -213,8 +225,8 @@ class Trainer:
         self.events.epoch_start(epoch, cfg.epochs, self.steps)
         for step in range(self.steps):
             idx = torch.from_numpy(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = normalise(aug.augment(self.images[idx.to(self.images.device)], cfg.augment, augment_gen), self.mean,
-                          self.std)
+            x = normalise(aug.augment(_batch(self.images, idx, self.prec.device), cfg.augment, augment_gen),
+                          self.mean, self.std)
             x = x.to(self.prec.device, non_blocking=True).contiguous(memory_format=self.prec.memory_format)
             y = d.labels[idx].to(self.prec.device)
             with self.prec.autocast():
@@ -264,11 +276,15 @@ class Trainer:
         return {f"{prefix}loss": loss, **{f"{prefix}{k}": v for k, v in val.items()}}
 
     def _advice(self) -> list[str]:
-        spec, side = self.spec, min(self.size)
+        spec, side, advice = self.spec, min(self.size), []
         if (self.cfg.pretrained or self.cfg.weights) and side < spec.input_size // 2:
-            return [f"{spec.name}'s ImageNet weights were learnt at {spec.input_size} px and lose much of their "
-                    f"benefit at {size_text(self.size)} px; prepare with --size {spec.input_size} (or at least 128)"]
-        return []
+            advice.append(f"{spec.name}'s ImageNet weights were learnt at {spec.input_size} px and lose much of "
+                          f"their benefit at {size_text(self.size)} px; prepare with --size {spec.input_size} (or at "
+                          "least 128)")
+        if self.cfg.compile and self.prec.device == "cpu":
+            advice.append("--compile on CPU: measured 0.94-1.03x the speed of eager steps after 51-108 s of compiling "
+                          "(docs/benchmarks.md, compile): on CPU, leave it out")
+        return advice
 
     @staticmethod
     def _better(score: float, best: float, best_epoch: int) -> bool:
