@@ -48,15 +48,16 @@ def _place(images: torch.Tensor, device: str) -> torch.Tensor:
     return images.to(device) if images.nbytes * 2 < free else images.pin_memory()
 
 
-def _batch(images: torch.Tensor, idx: torch.Tensor, device: str) -> torch.Tensor:
-    """The uint8 images of one batch, on the device augmentation runs on: the GPU for a GPU run (cut there, or
-    gathered into pinned memory -- blocks the caching host allocator keeps until their copy is done -- and sent
-    without blocking), the CPU otherwise."""
-    if images.device.type != "cpu" or not device.startswith("cuda"):
-        return images[idx.to(images.device)]
-    staged = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
-    torch.index_select(images, 0, idx, out=staged)
-    return staged.to(device, non_blocking=True)
+def _batch(images: torch.Tensor, rows: torch.Tensor, rows_on: torch.Tensor) -> torch.Tensor:
+    """The uint8 images of one batch, on the device its augmentation runs on (where `rows_on` is): cut there
+    when the images live there; on the CPU for a CPU run; for a GPU run whose images stay in pinned host memory,
+    gathered into pinned memory (blocks the caching host allocator keeps until their copy is done) and sent
+    without blocking."""
+    if images.device == rows_on.device:
+        return images[rows_on]
+    staged = torch.empty((len(rows), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+    torch.index_select(images, 0, rows, out=staged)
+    return staged.to(rows_on.device, non_blocking=True)
 
 
 PROGRESS_EVERY = 20  # steps between the progress line's readings of the loss (each one a host sync on a GPU)
@@ -79,7 +80,13 @@ def _compiled(net: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     """The module the training steps call: `--compile` wraps it in torch.compile (the first steps compile, later
     ones run the generated code; a change of what is trainable compiles again). Checkpoints, validation and EMA
     use the eager model, whose parameters the compiled one shares."""
-    return torch.compile(net) if cfg.compile else net
+    if not cfg.compile:
+        return net
+    if not torch.cuda.is_available():  # inductor warns "No CUDA runtime is found" on every CPU-only machine
+        import logging
+
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(net)
 
 
 class TrainingInterrupted(HamcliError):
@@ -129,6 +136,8 @@ class Trainer:
         self.mean = torch.tensor(self.spec.mean)
         self.std = torch.tensor(self.spec.std)
         self.images = _place(self.data.images, self.prec.device)
+        self.on = self.prec.device if self.prec.device.startswith("cuda") else "cpu"  # where batches are augmented
+        self.labels_on = self.data.labels.to(self.on)
         self.train_labels = self.data.labels[self.data.train_idx]
         # Images the model learnt from or was selected on: `evaluate --data` leaves them out.
         ids = self.prepared.manifest["image_id"].to_numpy()
@@ -206,8 +215,7 @@ class Trainer:
         # Every rank draws the same order and takes its own shard; augmentation draws from a stream of its own.
         order = distributed.shard(d.train_idx[epoch_order(self.train_labels, cfg.sampler, self.gen).numpy()],
                                   self.dist)
-        on = self.prec.device if self.prec.device.startswith("cuda") else "cpu"  # where batches are augmented
-        augment_gen = torch.Generator(device=on).manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
+        augment_gen = torch.Generator(device=self.on).manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
         # Dropout and drop-path draw from torch's global generators (CPU and every GPU): seeded afresh each epoch
         # from (seed, epoch, rank), so that each process of a group draws its own masks, and a run resumed at an
         # epoch's start draws what an uninterrupted one drew, on a GPU as on the CPU.
@@ -222,13 +230,16 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.prec.device)
         preds, trues, loss_value = [], [], float("nan")
         seen, start = 0, time.perf_counter()
+        order_cpu = torch.from_numpy(order)
+        order_on = order_cpu.to(self.on)  # copied once an epoch: a step's indices then need nothing from the host
         self.events.epoch_start(epoch, cfg.epochs, self.steps)
         for step in range(self.steps):
-            idx = torch.from_numpy(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = normalise(aug.augment(_batch(self.images, idx, self.prec.device), cfg.augment, augment_gen),
+            rows = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+            idx = order_on[rows]
+            x = normalise(aug.augment(_batch(self.images, order_cpu[rows], idx), cfg.augment, augment_gen),
                           self.mean, self.std)
             x = x.to(self.prec.device, non_blocking=True).contiguous(memory_format=self.prec.memory_format)
-            y = d.labels[idx].to(self.prec.device)
+            y = self.labels_on[idx].to(self.prec.device, non_blocking=True)
             with self.prec.autocast():
                 out = self.net(x)
             loss = self.loss_fn(out.float(), y)
