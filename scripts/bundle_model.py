@@ -74,10 +74,11 @@ def figures(predictor: Predictor, evalset: scoring.EvalSet, bootstrap: int) -> d
     return report
 
 
-def describe(bundle: Path, arch: str, record: dict) -> dict:
+def describe(bundle: Path, arch: str, record: dict, data: dict) -> dict:
     """Write the summary beside a bundle that `hamcli info` reads without importing torch; `record` is the
-    bundle's own `bundle` entry."""
+    bundle's own `bundle` entry, `data` the data record of the (first) model in it."""
     summary = {"arch": arch, "members": record["members"], "weights_dtype": record["weights_dtype"],
+               "data": f"{data['name']} ({sum(data['train_counts']):,} training images)",
                "test": {k: v for k, v in record["test"].items() if k != "ci95"}}
     fsio.write_json(bundle.with_suffix(".json"), summary)
     return summary
@@ -105,8 +106,9 @@ def main() -> None:
                         help="only write the JSON summary of --out beside it (what `hamcli info` shows)")
     args = parser.parse_args()
     if args.describe:
-        record = torch.load(args.out, map_location="cpu", weights_only=True)["bundle"]
-        print(json.dumps(describe(args.out, load_model(args.out).card.arch, record), indent=2))
+        stored = torch.load(args.out, map_location="cpu", weights_only=True)
+        print(json.dumps(describe(args.out, load_model(args.out).card.arch, stored["bundle"], stored["data"]),
+                         indent=2))
         return
     if args.run is None:
         parser.error("name the run to bundle (or pass --describe)")
@@ -176,7 +178,7 @@ def main() -> None:
         "fp16_top_class_differences_on_validation": differ_fp16, "precision": stored.precision}
     with fsio.atomic_path(args.out) as tmp:
         torch.save(bundle, tmp)
-    describe(args.out, reference.card.arch, bundle["bundle"])
+    describe(args.out, reference.card.arch, bundle["bundle"], ckpts[0]["data"])
     fsio.write_json(args.results, {
         "out": str(args.out.name), "bytes": args.out.stat().st_size, "seen": len(seen), **bundle["bundle"],
         "arch": reference.card.arch, "calibration": calibration, "postprocess": bundle.get("postprocess") or

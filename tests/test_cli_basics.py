@@ -76,6 +76,7 @@ def test_info_lists_datasets_and_prepared(dataset_folder):
     assert [r["name"] for r in report["runs"]] == ["bundled"]  # no run trained yet; the bundled model is there
     summary = json.loads(BUNDLED_FILE.with_suffix(".json").read_text())
     assert report["runs"][0]["arch"] == summary["arch"] != ""  # from the summary beside it, without torch
+    assert report["runs"][0]["data"] == summary["data"] != ""
     text = runner.invoke(app, ["info"])
     assert text.exit_code == 0 and "ham10000" in text.stdout and "shipped with" in text.stdout
 

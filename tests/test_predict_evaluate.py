@@ -136,6 +136,8 @@ def test_bundled_model_stands_in_until_a_run_exists(images, prepared_tiny):
     assert "bundle" in bundled.ckpt_meta and len(bundled.ckpt_meta["data"]["seen_image_ids"]) > 1000
     summary = json.loads(BUNDLED_FILE.with_suffix(".json").read_text())  # what `hamcli info` shows, torch-free
     assert summary["arch"] == bundled.card.arch and summary["members"] == len(members)
+    data = bundled.ckpt_meta["data"]  # the data the bundle trained on, as `hamcli info` names it
+    assert summary["data"] == f"{data['name']} ({sum(data['train_counts']):,} training images)"
     assert summary["test"] == {k: v for k, v in bundled.ckpt_meta["bundle"]["test"].items() if k != "ci95"}
     out = runner.invoke(app, ["predict", str(images), "-f", "json"])
     assert out.exit_code == 0, out.output

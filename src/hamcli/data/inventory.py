@@ -52,7 +52,8 @@ def collect() -> dict:
     runs = [r for r in runs if r]
     from hamcli.runs import BUNDLED_FILE
 
-    runs.append({"name": "bundled", "arch": _bundled_arch(BUNDLED_FILE), "data": "ham10000-dev", "epochs": "-",
+    runs.append({"name": "bundled", "arch": _bundled_arch(BUNDLED_FILE),
+                 "data": _json(BUNDLED_FILE.with_suffix(".json")).get("data", "?"), "epochs": "-",
                  "status": "shipped with hamcli", "val balanced acc": None})
     return {
         "version": __version__,
