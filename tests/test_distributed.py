@@ -108,3 +108,13 @@ def test_an_error_every_process_meets_is_said_once_by_the_parent(prepared_tiny):
     assert result.exit_code != 0 and "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "weights.pt" in errors[0] and "(process 0 of 2" in errors[0], result.stderr
+
+
+def test_all_folds_on_two_processes_trains_every_fold(prepared_tiny, hamcli_home):
+    # The family's name is agreed over the group before its first fold trains: the group is joined first.
+    result = runner.invoke(app, ["train", "--data", "tiny", "--arch", "lenet", "--epochs", "1", "--batch-size", "4",
+                                 "--all-folds", "--devices", "2", "--name", "fam", "-q", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    family = hamcli_home / "data" / "runs" / "fam"
+    assert json.loads((family / "family.json").read_text())["folds"] == 2
+    assert all(checkpoint.load(family / f"fold{k}" / "best.pt")["world_size"] == 2 for k in (0, 1))

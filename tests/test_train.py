@@ -776,3 +776,15 @@ def test_compile_without_a_compiler_is_one_line_before_any_work(prepared_tiny, m
     assert result.exit_code == 2, result.output
     assert "--compile on CPU needs a C++ compiler" in result.output and "Traceback" not in result.output
     assert not (paths.runs_dir() / "nocomp").exists()
+
+
+@pytest.mark.parametrize(("capability", "dtype"),
+                         [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_cuda_auto_precision_is_bf16_only_where_the_gpu_computes_in_it(monkeypatch, capability, dtype):
+    from hamcli.models.precision import choose
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulated bf16 too
+    prec = choose("resnet18", "cuda", "auto")
+    assert (prec.device, prec.dtype) == ("cuda", dtype)

@@ -177,7 +177,9 @@ def choose(arch: str, device: str = "auto", precision: str = "auto") -> Precisio
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if device == "cuda":
         if precision == "auto":
-            dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            # bf16 where the GPU computes in it (Ampere, compute capability 8, and later); is_bf16_supported() also
+            # counts emulated bf16, which is slow (V100, T4): fp16 with loss scaling there.
+            dtype = "bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16"
             return Precision(device, dtype, True, "mixed precision on CUDA")
         return Precision(device, precision, precision != "fp32", "as asked")
     if device == "mps":

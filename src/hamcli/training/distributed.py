@@ -174,7 +174,9 @@ def all_sum(values: list[float], ctx: Context) -> list[float]:
         return values
     import torch.distributed as dist
 
-    total = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces CUDA tensors only; gloo, CPU ones.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return total.tolist()
 

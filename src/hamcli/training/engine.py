@@ -133,10 +133,11 @@ class Trainer:
                                  "batch-norm statistics, and validation and checkpoints use rank 0's")
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
-        self.mean = torch.tensor(self.spec.mean)
-        self.std = torch.tensor(self.spec.std)
         self.images = _place(self.data.images, self.prec.device)
         self.on = self.prec.device if self.prec.device.startswith("cuda") else "cpu"  # where batches are augmented
+        # On the device where batches are normalised: a copy from the host there each step would wait on the GPU.
+        self.mean = torch.tensor(self.spec.mean, device=self.on)
+        self.std = torch.tensor(self.spec.std, device=self.on)
         self.labels_on = self.data.labels.to(self.on)
         self.train_labels = self.data.labels[self.data.train_idx]
         # Images the model learnt from or was selected on: `evaluate --data` leaves them out.
@@ -153,7 +154,7 @@ class Trainer:
         self.net, self.net_trainable = self.model, None  # the module the steps run: DDP around the model
         self.opt = optimizer(cfg, param_groups(self.model, self.spec.head, cfg))
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op).
-        self.scaler = torch.amp.GradScaler("cuda" if self.prec.device == "cuda" else "cpu",
+        self.scaler = torch.amp.GradScaler("cuda" if self.prec.device.startswith("cuda") else "cpu",
                                            enabled=self.prec.dtype == "fp16")
         self.sched = scheduler(cfg, self.opt, self.steps)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None

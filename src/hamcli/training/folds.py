@@ -19,6 +19,7 @@ import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import HamcliError, UsageError
 from hamcli.models.checkpoint import MAX_MEMBERS
+from hamcli.models.precision import resolve_device
 from hamcli.runs import (
     family_members,
     finished_checkpoint,
@@ -50,7 +51,12 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
                          f"{k}`)")
     ctx = distributed.context()
     with distributed.peers(ctx):
-        return _train_folds(cfg, events, prepared, k, calibrated, ctx)
+        # Join the group before its processes agree on the family's name; each fold's Trainer then finds it joined.
+        distributed.setup(ctx, resolve_device(cfg.device), len(prepared.manifest))
+        try:
+            return _train_folds(cfg, events, prepared, k, calibrated, ctx)
+        finally:
+            distributed.shutdown(ctx)
 
 
 def _train_folds(cfg: TrainConfig, events: TrainEvents | None, prepared: PreparedDataset, k: int, calibrated: bool,
