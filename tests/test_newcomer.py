@@ -95,6 +95,16 @@ def test_help_texts_render_their_brackets():
         assert f"[{'train' if command == 'train' else 'prepare'}] table" in shown, shown
 
 
+def test_help_wraps_at_the_terminal_not_at_the_docstring_line_breaks():
+    listing = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}).stdout
+    panel = listing[listing.index("Commands"):].splitlines()[1:-1]
+    starts = [i for i, line in enumerate(panel) if line[2:3].strip()]  # a command's name starts its entry
+    sizes = [b - a for a, b in zip(starts, [*starts[1:], len(panel)], strict=True)]
+    assert len(starts) >= 12 and max(sizes) <= 2, listing  # one sentence each, wrapped once at most
+    shown = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "160"}).stdout
+    assert "(exit code 1). Research use only: not a diagnosis." in shown, shown
+
+
 def test_importing_an_unchanged_folder_again_is_a_no_op_and_a_changed_one_asks(dataset_folder, hamcli_home):
     assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
     report = hamcli_home / "data" / "datasets" / "ham10000" / "report.json"

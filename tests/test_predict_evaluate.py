@@ -75,6 +75,11 @@ def test_mixed_good_and_corrupt_files_exit_1_with_good_rows(trained_run, images)
     assert [bool(r["error"]) for r in rows] == [False, True, False] and rows[1]["code"] == ""
     assert rows[0]["image_id"] == "img0" and rows[0]["precision"] == "fp32 + channels-last"
     assert "bad.jpg" in out.stderr and "Traceback" not in out.output
+    shown = runner.invoke(app, ["predict", str(images / "img0.jpg"), str(images / "bad.jpg"), "--format", "table"],
+                          env={"COLUMNS": "250"})
+    assert shown.exit_code == 1
+    lines = [line for line in shown.stdout.splitlines() if "img0.jpg" in line or "bad.jpg" in line]
+    assert len(lines) == 2 and "bad.jpg" in lines[1] and "error" in lines[1]  # the table keeps its place too
 
 
 def test_not_a_diagnosis_goes_to_stderr_in_every_format_and_formats_are_checked(trained_run, images):

@@ -59,8 +59,26 @@ def stdout_gone() -> None:
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def _reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs as single lines, for the help to wrap at the terminal's width (rich help keeps
+    the docstring's own line breaks, which leave ragged lines at any other width)."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(line.strip() for line in block.splitlines()) for block in text.split("\n\n"))
+
+
+def _reflow_help(command) -> None:  # noqa: ANN001 - a click Command or Group
+    command.help = _reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
+
+
 class _Group(TyperGroup):
     """Turns a HamcliError raised by any command, and any usage error, into one red line and its exit code."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        _reflow_help(self)
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201
         try:

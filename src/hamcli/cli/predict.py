@@ -29,9 +29,10 @@ def predict(
                                           "follows."),
     quiet: bool = flag("--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Classify images with a trained model (before the first run, the model bundled with hamcli); rows keep
-    the input order, and an image that cannot be read is a row with an `error` (exit code 1). Research use
-    only: not a diagnosis."""
+    """Classify images with a trained model (before the first run, the model bundled with hamcli).
+
+    Rows keep the input order; an image that cannot be read is a row with an `error` (exit code 1). Research
+    use only: not a diagnosis."""
     from hamcli.inference.load import load_model
     from hamcli.inference.predictor import Failure
 
@@ -90,7 +91,9 @@ def predict(
                    *(("seen in training",) if any_seen else ()))
         table = render.table(f"{predictor.card.arch} from {predictor.card.path}", columns, numeric=("p",))
         for r, data in zip(rows, records, strict=True):
-            if isinstance(r, Failure):
+            if isinstance(r, Failure):  # in its place in the input order, with why (also said on stderr)
+                render.add_row(table, (r.source, "error", "", r.reason.removeprefix(f"{r.source}: "), "",
+                                       *(("", "") if labels else ()), *(("",) if any_seen else ())))
                 continue
             mark = () if not labels else (data["true_dx"] or "?", "" if data["true_dx"] is None else
                                           "right" if data["correct"] else "wrong")

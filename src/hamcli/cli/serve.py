@@ -77,8 +77,9 @@ def export(
                                                 "export on (default: images of the run's test split, else "
                                                 "the bundled samples)."),
 ) -> None:
-    """Export a model to ONNX (dynamic batch size; classes, input size, mean/std in its metadata), checked
-    against the torch model on real images before it is written."""
+    """Export a model to ONNX, checked against the torch model on real images before it is written.
+
+    The graph takes any batch size; its metadata holds the classes, input size, mean and std."""
     _need("onnx", "onnx")
     _need("onnxruntime", "onnx")
     from hamcli.serve.onnx import export_onnx

@@ -317,10 +317,11 @@ def ensemble(
     set_default: bool = flag("--set-default", help="Make it the default model of predict, gradcam, serve and "
                              "load_model() (otherwise name it with --model)."),
 ) -> None:
-    """Use several finished runs as one model: predict, evaluate, export and gradcam take NAME and average
-    the runs' probabilities. Where the runs chose their epochs on the same validation rows (one split, one
-    --val-seed), the average's temperature is fitted there; `hamcli calibrate NAME --melanoma-sensitivity S`
-    fits its operating point."""
+    """Use several finished runs as one model, the average of their probabilities.
+
+    predict, evaluate, export and gradcam then take NAME. Where the runs chose their epochs on the same
+    validation rows (one split, one --val-seed), the average's temperature is fitted there; `hamcli calibrate
+    NAME --melanoma-sensitivity S` fits its operating point."""
     from hamcli.runs import latest
     from hamcli.training.folds import combine
 
@@ -356,10 +357,11 @@ def calibrate(
     fmt: str = output_format(("table", "json")),
     as_json: bool = json_alias(),
 ) -> None:
-    """Fit a finished model's temperature, prior shift and melanoma operating point again, without training it
-    again, on rows it never trained on: a run's validation rows, a family's own averaged prediction on rows no
-    member trained on, or (a refit, --folds K) out-of-fold predictions of its recipe. The test split plays no
-    part."""
+    """Fit a finished model's temperature, prior shift and melanoma operating point again, without training.
+
+    It fits on rows the model never trained on: a run's validation rows, a family's own averaged prediction on
+    rows no member trained on, or (a refit, --folds K) out-of-fold predictions of its recipe. The test split
+    plays no part."""
     from hamcli.training.recalibrate import ACCURACY_WARNING, accuracy_cost, recalibrate
 
     events = _Progress(quiet=fmt == "json" or as_json)
