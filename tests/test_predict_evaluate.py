@@ -173,6 +173,48 @@ def test_evaluate_data_leaves_out_images_the_model_learnt_from(trained_run, prep
     assert report["metrics"]["images"] == int((split == "test").sum())
 
 
+def test_an_onnx_export_leaves_out_and_marks_what_its_model_saw(trained_run, prepared_tiny, tmp_path):
+    import onnx
+
+    split = prepared_tiny.manifest["split"]
+    target = tmp_path / "tiny.onnx"
+    assert runner.invoke(app, ["export", "tiny-lenet", "-o", str(target)]).exit_code == 0
+    out = runner.invoke(app, ["evaluate", str(target), "--data", str(tmp_path / "tiny"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["left_out_seen"] == int((split != "test").sum()) and report["run"] == "tiny"
+    assert report["metrics"]["images"] == int((split == "test").sum()) and not report["seen_unrecorded"]
+    seen_id = prepared_tiny.manifest.loc[split == "train", "image_id"].iloc[0]
+    image = next((tmp_path / "tiny").rglob(f"{seen_id}.*"))
+    rows = json.loads(runner.invoke(app, ["predict", str(image), "--model", str(target), "-f", "json"]).stdout)
+    assert rows[0]["seen"] is True
+    no_split = runner.invoke(app, ["evaluate", str(target)])
+    assert no_split.exit_code == 2 and "--data DIR" in no_split.stderr and "''" not in no_split.stderr
+    graph = onnx.load(str(target))  # an export from before the record: scored whole, with a warning
+    kept = [p for p in graph.metadata_props if p.key != "data"]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    onnx.save(graph, str(tmp_path / "old.onnx"))
+    old = runner.invoke(app, ["evaluate", str(tmp_path / "old.onnx"), "--data", str(tmp_path / "tiny")])
+    assert old.exit_code == 0 and "does not record which images" in old.stderr
+    for prop in graph.metadata_props:  # a damaged record is one line
+        if prop.key == "classes":
+            graph.metadata_props.add(key="data", value='{"seen_image_ids": [1, 2]}')
+            break
+    onnx.save(graph, str(tmp_path / "bad.onnx"))
+    bad = runner.invoke(app, ["predict", str(image), "--model", str(tmp_path / "bad.onnx")])
+    assert bad.exit_code == 1 and "data record is damaged" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_evaluate_data_names_images_missing_from_the_folder(trained_run, tmp_path):
+    folder = tmp_path / "missing"
+    folder.mkdir()
+    (folder / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nHAM_1,ISIC_9999991,nv\n"
+                                                  "HAM_2,ISIC_9999992,mel\n")
+    out = runner.invoke(app, ["evaluate", "--data", str(folder)])
+    assert out.exit_code == 1 and "none of the 2 images" in out.stderr and "trained or validated" not in out.stderr
+
+
 def test_evaluate_latest_run_on_its_test_split(trained_run, prepared_tiny, tmp_path):
     n_test = int((prepared_tiny.manifest["split"] == "test").sum())
     out = runner.invoke(app, ["evaluate", "--json", "--predictions", str(tmp_path / "p.csv"),

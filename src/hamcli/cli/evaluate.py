@@ -152,6 +152,10 @@ def evaluate(
     else:
         _render_compare(results)
     for r in flat:
+        if r.get("seen_unrecorded"):
+            render.warn(f"{r['run']}: the file does not record which images its model trained or was validated on "
+                        "(an ONNX file exported before hamcli recorded them): none could be left out; export it "
+                        "again")
         if r["left_out_seen"]:
             render.warn(f"{r['run']}: {r['left_out_seen']} image(s) left out: the model was trained or validated "
                         "on them")

@@ -38,6 +38,9 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
     if split == "val" and isinstance(predictor, Ensemble):
         return _shared_validation(predictor)
     card = predictor.card
+    if "onnx" in predictor.ckpt_meta:
+        raise UsageError(f"{card.path}: an ONNX file carries no prepared dataset, so it has no {split} split to "
+                         "score; score a labelled folder with --data DIR (images its model saw are left out)")
     if "bundle" in predictor.ckpt_meta:
         raise NotFoundError(f"{card.path}: the bundled model's {split} split does not ship with hamcli; score a "
                             "labelled folder with --data DIR (images it was trained on are left out)")
@@ -116,8 +119,12 @@ def labelled_folder(folder: Path, predictor: Predictor) -> EvalSet:
     # Scoring a model on images it learnt from (or was selected on) flatters it: leave them out.
     seen = table["image_id"].isin(predictor.ckpt_meta.get("data", {}).get("seen_image_ids", ()))
     table = table[~seen]
+    if table.empty and not seen.any():
+        raise DataError(f"{folder}: none of the {len(meta.table)} images {meta_path.name} lists is in the folder; "
+                        "put the image files beside it (any subfolder)")
     if table.empty:
-        raise DataError(f"{folder}: no image left to score; the model was trained or validated on all of them")
+        raise DataError(f"{folder}: no image left to score; the model was trained or validated on all of the "
+                        f"{int(seen.sum())} images found")
     files = [index[i] for i in table["image_id"]]
     arr, ok, failures = predictor.decode(files)
     skipped += [f.reason for f in failures]
@@ -147,13 +154,16 @@ def score(predictor: Predictor, data: Path | None = None, ci: bool = False, tta:
     for i, code in enumerate(CLASS_CODES):
         predictions[f"p_{code}"] = probs[:, i].round(6)
     path = predictor.card.path
-    name = str(predictor.ckpt_meta.get("member") or (path.name if path.is_dir() else path.parent.name))
+    name = str(predictor.ckpt_meta.get("member") or (path.name if path.is_dir() else path.stem
+                                                     if "onnx" in predictor.ckpt_meta else path.parent.name))
     seed = predictor.ckpt_meta.get("config", {}).get("seed")
     return {"run": name, "label": f"{name} ({predictor.card.arch}" + (f", seed {seed})" if seed is not None else ")"),
             "checkpoint": str(path),
             "arch": predictor.card.arch, "data": evalset.name, "tta": tta, "precision": predictor.precision,
             "skipped": evalset.skipped,
-            "left_out_seen": evalset.left_out, "family": list(predictor.ckpt_meta.get("family", [])) or None,
+            "left_out_seen": evalset.left_out,
+            "seen_unrecorded": bool(data) and "seen_image_ids" not in predictor.ckpt_meta.get("data", {}),
+            "family": list(predictor.ckpt_meta.get("family", [])) or None,
             "metrics": report, "predictions": predictions, "probs": probs, "scores": out.scores,
             "y_true": evalset.y_true}
 

@@ -21,6 +21,25 @@ from hamcli.models.checkpoint import CheckpointInfo
 from hamcli.models.precision import Precision
 
 
+def _data_record(text: str | None, path: Path) -> dict:
+    """The data record `hamcli export` writes into the metadata (which images the model saw), checked: a file
+    exported before it carried one has none, and says so where it matters (`evaluate --data`)."""
+    if text is None:
+        return {}
+    try:
+        record = json.loads(text)
+        seen = record.get("seen_image_ids", [])
+        counts = record.get("train_counts")
+    except (ValueError, AttributeError):
+        record = None
+    if (not isinstance(record, dict) or not isinstance(seen, list) or not all(isinstance(i, str) for i in seen)
+            or not (counts is None or (isinstance(counts, list) and len(counts) == len(CLASS_CODES)
+                                       and all(isinstance(c, int) and c >= 0 for c in counts)))):
+        raise ModelError(f"{path}: its metadata's data record is damaged (it lists the images the model saw); "
+                         "export it again with `hamcli export`")
+    return record
+
+
 class OnnxPredictor(Predictor):
     """A Predictor whose forward pass is an onnxruntime session; checked like a checkpoint when it loads."""
 
@@ -55,7 +74,7 @@ class OnnxPredictor(Predictor):
             raise ModelError(f"{path}: the graph takes {sorted(inputs)} and gives {self.outputs_named}, not `image` "
                              "-> `probabilities` as `hamcli export` writes; export it again")
         self.card = CheckpointInfo(str(meta.get("arch", "onnx")), tuple(classes), preprocess, "", "", Path(path))
-        self.ckpt_meta = {"onnx": dict(meta)}
+        self.ckpt_meta = {"onnx": dict(meta), "data": _data_record(meta.get("data"), path)}
         self.model = None
         self.prec = Precision("cpu", "fp32", False, "onnxruntime, CPU")
         self.post = Postprocess()  # in the graph already

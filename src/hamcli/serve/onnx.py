@@ -107,7 +107,11 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
                 "output": "probabilities: float32 (N, classes), after the model's temperature and prior shift"
                           + (f" (the average of {len(members)} models, then its operating point)" if outer else "")
                           + "; scores: the same before the prior shift and operating point, for ranking metrics",
-                "source": str(predictor.card.path)}
+                "source": str(predictor.card.path),
+                # Which images the model learnt from or was selected on: evaluate --data leaves them out, predict
+                # marks them `seen`, as for the checkpoint.
+                "data": json.dumps({k: v for k, v in predictor.ckpt_meta.get("data", {}).items()
+                                    if k in ("name", "fingerprint", "train_counts", "seen_image_ids")})}
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=value)
         onnx.save(graph, str(tmp))
