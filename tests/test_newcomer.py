@@ -134,3 +134,9 @@ def test_calibrate_points_out_an_operating_point_that_costs_much_accuracy(traine
     record = json.loads((trained_run / "metrics.json").read_text())["calibration"]
     cost = record["before"]["accuracy"] - record["after"]["accuracy"]
     assert ("costs" in result.stderr) == (cost > 0.05), (cost, result.stderr)
+
+
+def test_an_error_before_training_starts_is_the_first_line(prepared_tiny):
+    for args in (["train", "--epochs", "0"], ["calibrate", "no-such-run"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0 and result.stderr.startswith("Error: "), repr(result.stderr)

@@ -788,3 +788,9 @@ def test_cuda_auto_precision_is_bf16_only_where_the_gpu_computes_in_it(monkeypat
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulated bf16 too
     prec = choose("resnet18", "cuda", "auto")
     assert (prec.device, prec.dtype) == ("cuda", dtype)
+
+
+def test_a_run_on_the_default_prepared_dataset_records_its_name(prepared_tiny):
+    run = runner.train(TrainConfig(arch="lenet", name="dflt", max_batches=1, **{**FAST, "data": None}))
+    assert json.loads((run / "config.json").read_text())["data"] == "tiny"
+    assert checkpoint.load(run / "best.pt")["config"]["data"] == "tiny"

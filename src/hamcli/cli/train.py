@@ -94,7 +94,8 @@ class _Progress(TrainEvents):
                         f"F1 {r['val_macro_f1']:.3f}{ema}  {r['images_per_s']:.0f} img/s{star}")
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # never started (an error before the first epoch): nothing to clear
+            self.progress.stop()
 
 
 def train(

@@ -115,6 +115,8 @@ class Trainer:
         self.dist = distributed.context()
         torch.manual_seed(cfg.seed)
         self.prepared = PreparedDataset.open(cfg.data)
+        if cfg.data is None:  # the default prepared dataset: recorded by name, so the run says what it trained on
+            cfg = self.cfg = replace(cfg, data=self.prepared.name)
         self.data: TrainData = select(self.prepared, cfg.fold, carve_seed(asdict(cfg)), refit=bool(cfg.refit),
                                       refit_fold=cfg.refit_fold, limit=cfg.limit)
         self.spec = get_spec(cfg.arch)
