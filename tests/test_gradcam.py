@@ -168,6 +168,22 @@ def test_the_panel_has_a_colour_bar_and_marks_what_the_model_never_saw(tmp_path)
     assert picture.shape[1] > 3 * w  # room for the bar beside the three columns
 
 
+def test_a_small_image_s_panel_wraps_its_caption_inside_the_picture():
+    from PIL import Image
+
+    from hamcli.explain.overlay import panel
+
+    sample = sorted((Path(hamcli.__file__).parent / "samples" / "images").glob("*.jpg"))[0]
+    small = Image.open(sample).convert("RGB").resize((200, 150))
+    result = explain.explain(hamcli.load_model("bundled"), small)
+    picture = np.asarray(panel(result).convert("L"), dtype=np.int16)
+    caption = picture[150 + int(14 * 1.8):]
+    ink = np.where((caption < 128).any(axis=0))[0]
+    assert len(ink) and ink.max() < picture.shape[1] - 4  # no word runs off the right edge
+    rows = np.where((caption < 128).any(axis=1))[0]
+    assert rows.max() < caption.shape[0] - 2 and len(rows) > 4 * 14  # four lines or more, all inside
+
+
 def test_shared_scale_makes_maps_comparable_across_images(trained_run, tmp_path):
     inputs = []
     for i in range(2):

@@ -349,9 +349,9 @@ def calibrate(
                                                          "rows the model never trained on, at some cost in "
                                                          "accuracy; 0 removes the operating point (default: the "
                                                          "run's own target)."),
-    prior_shift: Optional[str] = typer.Option(None, "--prior-shift", help="none, auto (the best balanced accuracy "
-                                              "costing at most 0.02 accuracy) or a number from 0 to 5 (default: "
-                                              "the run's own)."),
+    prior_shift: Optional[str] = typer.Option(None, "--prior-shift", help="none, auto (TAU in 0-2 with the best "
+                                              "balanced accuracy costing at most 0.02 accuracy) or a number from 0 "
+                                              "to 5 (default: the run's own)."),
     folds: Optional[int] = typer.Option(None, "--folds", help="For a refit: train its recipe K more times, each "
                                         "without one lesion-grouped fold of its rows, and fit on those "
                                         "out-of-fold predictions."),

@@ -81,15 +81,8 @@ def panel(result: Explanation, alpha: float = 0.45, colormap: str = "jet") -> Im
     unit = max(14, min(w, h) // 22)
     font = ImageFont.load_default(size=unit)
     small = ImageFont.load_default(size=max(11, unit * 4 // 5))
-    label_h, caption_h, bar_w = int(unit * 1.8), int(unit * 5.0), int(unit * 4.5)
-    canvas = Image.new("RGB", (3 * w + bar_w, h + label_h + caption_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    method = METHOD_NAMES.get(result.method, result.method)
-    for i, (img, label) in enumerate(((result.image, "image"), (heat_rgb, f"{method} heat map"),
-                                      (overlay(result.image, result.heatmap, alpha, colormap, seen), "overlay"))):
-        canvas.paste(img, (i * w, label_h))
-        draw.text((i * w + unit // 2, unit // 3), label, fill="black", font=font)
-    _colour_bar(canvas, draw, (3 * w + unit // 2, label_h), (unit, h), colormap, small, result.shared)
+    label_h, bar_w = int(unit * 1.8), int(unit * 4.5)
+    width = 3 * w + bar_w
     predicted = f"Predicted {CLASS_NAMES[result.predicted].lower()} ({result.predicted}), p = {result.probability:.2f}."
     if result.target == result.predicted:
         why = f"Warm colours: the regions that raised the model's score for {result.target}."
@@ -99,10 +92,32 @@ def panel(result: Explanation, alpha: float = 0.45, colormap: str = "jet") -> Im
     scale = ("Colours share one scale across the images explained together." if result.shared else
              "Colours are scaled to this image's own peak (1).")
     unseen = "" if seen == (0, 0, w, h) else " Hatched: outside the part the model saw; it never looked there."
-    lines = (predicted, why + " " + scale, unseen.strip() + " A research tool, not a diagnosis.")
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = [part for text in (predicted, why + " " + scale, unseen.strip() + " A research tool, not a diagnosis.")
+             for part in _wrap(text.strip(), font, width - unit, measure)]
+    line_h = int(unit * 1.45)
+    canvas = Image.new("RGB", (width, h + label_h + len(lines) * line_h + unit), "white")
+    draw = ImageDraw.Draw(canvas)
+    method = METHOD_NAMES.get(result.method, result.method)
+    for i, (img, label) in enumerate(((result.image, "image"), (heat_rgb, f"{method} heat map"),
+                                      (overlay(result.image, result.heatmap, alpha, colormap, seen), "overlay"))):
+        canvas.paste(img, (i * w, label_h))
+        draw.text((i * w + unit // 2, unit // 3), label, fill="black", font=font)
+    _colour_bar(canvas, draw, (3 * w + unit // 2, label_h), (unit, h), colormap, small, result.shared)
     for k, line in enumerate(lines):
-        draw.text((unit // 2, h + label_h + unit // 3 + int(k * unit * 1.45)), line.strip(), fill="black", font=font)
+        draw.text((unit // 2, h + label_h + unit // 3 + k * line_h), line, fill="black", font=font)
     return canvas
+
+
+def _wrap(text: str, font: ImageFont.ImageFont, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    """`text` in lines no wider than `width` pixels, broken between words."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def _colour_bar(canvas: Image.Image, draw: ImageDraw.ImageDraw, at: tuple[int, int], size: tuple[int, int],
