@@ -140,3 +140,22 @@ def test_an_error_before_training_starts_is_the_first_line(prepared_tiny):
     for args in (["train", "--epochs", "0"], ["calibrate", "no-such-run"]):
         result = runner.invoke(app, args)
         assert result.exit_code != 0 and result.stderr.startswith("Error: "), repr(result.stderr)
+
+
+def test_a_run_name_wins_over_a_folder_of_that_name_here(trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-lenet").mkdir()  # an unrelated folder that happens to share the run's name
+    scored = runner.invoke(app, ["evaluate", "tiny-lenet", "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["checkpoint"].startswith(str(trained_run))
+    assert runner.invoke(app, ["evaluate", "./tiny-lenet"]).exit_code != 0  # the folder itself, as written
+
+
+def test_a_metadata_csv_without_dx_is_named_with_what_it_lacks(dataset_folder):
+    meta = next(dataset_folder.rglob("HAM10000_metadata.csv"))
+    lines = meta.read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, c in enumerate(header) if c != "dx"]
+    meta.write_text("\n".join(",".join(row.split(",")[i] for i in keep) for row in lines) + "\n")
+    result = runner.invoke(app, ["download", "--from", str(dataset_folder)])
+    assert result.exit_code != 0 and "missing column(s) dx" in result.stderr, result.output

@@ -96,8 +96,21 @@ def family_members(path: Path) -> list[Path]:
     return [path / m for m in names]
 
 
+def _run_named(ref: str | Path) -> Path | None:
+    """The run `ref` names when it is a bare name (no folder part) of an existing run: a run's name wins over a
+    folder of that name in the current directory, which `./NAME` still reaches."""
+    text = str(ref)
+    if not isinstance(ref, str) or not text or any(c in text for c in "/\\") or text in (".", "..") or text[0] == "~":
+        return None
+    named = paths.runs_dir() / text
+    return named if named.is_dir() else None
+
+
 def resolve_run(ref: str | Path) -> Path:
     """A run folder from a run name or a folder path."""
+    named = _run_named(ref)
+    if named is not None:
+        return named
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
@@ -115,6 +128,8 @@ def resolve_model(ref: str | Path | None) -> Path:
     """
     if ref is None:
         return latest() or BUNDLED_FILE
+    if _run_named(ref) is not None:
+        return resolve_run(ref)
     if Path(ref).is_file():
         return Path(ref)
     return BUNDLED_FILE if ref == BUNDLED else resolve_run(ref)

@@ -166,6 +166,10 @@ def _from_folder(roots: list[Path], out: Path, meta_path: Path | None) -> tuple[
         hmnist = sorted(p for root in roots for p in root.rglob("hmnist_*_RGB.csv"))
         if hmnist:
             return _from_hmnist(hmnist[-1], out)
+        named = sorted(p for root in roots for p in files_below(root) if p.name.startswith("HAM10000_metadata")
+                       and p.suffix.lower() == ".csv")
+        if named:  # there, but not usable: say what is wrong with it (a missing column, say)
+            read_metadata(named[0])
         raise DataError(f"{folder}: no metadata CSV found (looked for HAM10000_metadata.csv or a CSV with "
                         "image_id and dx columns); add one or pass --metadata FILE")
     meta: Metadata = read_metadata(meta_path)
