@@ -159,3 +159,19 @@ def test_a_metadata_csv_without_dx_is_named_with_what_it_lacks(dataset_folder):
     meta.write_text("\n".join(",".join(row.split(",")[i] for i in keep) for row in lines) + "\n")
     result = runner.invoke(app, ["download", "--from", str(dataset_folder)])
     assert result.exit_code != 0 and "missing column(s) dx" in result.stderr, result.output
+
+
+def test_a_taken_name_suggests_resume_only_for_a_run_that_can_resume(trained_run):
+    again = runner.invoke(app, ["train", "--data", "tiny", "--arch", "lenet", "--name", "tiny-lenet", "--epochs", "1"])
+    assert again.exit_code == 2 and "already exists" in again.stderr and "finished" in again.stderr
+    assert "--resume" not in again.stderr and "--overwrite" in again.stderr
+
+
+def test_calibrate_folds_calls_a_k_fold_family_what_it_is(prepared_tiny):
+    from hamcli.training.config import TrainConfig
+    from hamcli.training.folds import train_folds
+
+    train_folds(TrainConfig(arch="lenet", data="tiny", epochs=1, batch_size=8, precision="fp32", name="fam",
+                            max_batches=1))
+    result = runner.invoke(app, ["calibrate", "fam", "--folds", "2"])
+    assert result.exit_code == 2 and "a K-fold family" in result.stderr, result.output

@@ -92,6 +92,16 @@ def clean(folder: Path, name: str, keep: set[Path], drop_unreferenced: bool = Fa
         stale.unlink(missing_ok=True)
 
 
+def public_path(path: Path) -> Path:
+    """How a user names `path`: a version folder (`.versions/NAME@STAMP.tmp/...`, where a run is written or
+    revised) shown as the name it stands for (`NAME/...`)."""
+    parts = list(Path(path).parts)
+    for i in range(1, len(parts)):
+        if parts[i - 1] == VERSIONS and "@" in parts[i]:
+            return Path(*parts[:i - 1], parts[i].split("@", 1)[0], *parts[i + 1:])
+    return Path(path)
+
+
 def new_version(folder: Path, name: str) -> Path:
     """An empty `.tmp` folder for a new version of `name`."""
     versions = folder / VERSIONS

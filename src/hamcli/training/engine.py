@@ -347,7 +347,8 @@ class Trainer:
             fsio.write_json(self.run_dir / "config.json", {**asdict(cfg), "run": self.run_dir.name,
                                                            "data_fingerprint": self.prepared.fingerprint})
             fsio.write_text(self.run_dir / "config.toml", run_config_toml(cfg, self.prepared))
-        self.events.start({"run": str(self.run_dir), "arch": cfg.arch, "data": self.prepared.name,
+        self.events.start({"run": str(slots.public_path(self.run_dir)), "arch": cfg.arch,
+                           "data": self.prepared.name,
                            "size": size_text(self.size), "train": len(self.data.train_idx),
                            "val": len(self.data.val_idx), "val_source": self.data.val_source,
                            "device": self.prec.device, "precision": self.prec.dtype,

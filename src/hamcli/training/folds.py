@@ -164,9 +164,10 @@ def held_out_average(family: Path) -> tuple[np.ndarray, np.ndarray, str, list[in
     prepared = PreparedDataset.open(info["data"])
     rows = calibration_rows(prepared.manifest)
     if not len(rows):
-        raise UsageError(f"{family.name}: every row of {prepared.name!r} outside its test split trains some fold, "
-                         "so no rows are left to calibrate the family on; prepare with a val split, which no fold "
-                         "trains on (e.g. `hamcli prepare --split 70/15/15 --folds K`), and train --all-folds again")
+        raise UsageError(f"{slots.public_path(family).name}: every row of {prepared.name!r} outside its test split "
+                         "trains some fold, so no rows are left to calibrate the family on; prepare with a val split, "
+                         "which no fold trains on (e.g. `hamcli prepare --split 70/15/15 --folds K`), and train "
+                         "--all-folds again")
     images = np.asarray(prepared.images()[rows])
     y = encode(prepared.manifest["dx"].iloc[rows])
     return (ensemble.probabilities(images).astype(np.float64), y,

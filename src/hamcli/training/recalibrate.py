@@ -50,8 +50,10 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, fold
             from hamcli.training.folds import fit_family_postprocess
 
             if folds:
-                raise UsageError(f"--folds: {named.name} is an ensemble, calibrated on its own held-out rows; "
-                                 "--folds is for refits")
+                kind = "a K-fold family" if json.loads((run_dir / "family.json").read_text()).get("folds") else \
+                    "an ensemble"
+                raise UsageError(f"--folds: {named.name} is {kind}, calibrated on its own held-out rows; --folds "
+                                 "is for refits")
             target = _target(run_dir, melanoma_sensitivity)
             record = fit_family_postprocess(run_dir, target, prior_shift)
             _record_target(run_dir, target, prior_shift)

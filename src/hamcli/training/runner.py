@@ -4,6 +4,7 @@ resuming; and the run's options as a config file that repeats it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +27,13 @@ def run_claimed(trainer: Trainer) -> Path:
     with slots.claim(root, name, "run"):
         current = slots.version_of(root, name)
         if current is not None and not trainer.cfg.overwrite:
-            raise UsageError(f"run {name!r} already exists in {root}; continue it with `hamcli train --resume "
-                             f"{name}`, choose another --name, or pass --overwrite to replace it once the new "
-                             "run has finished")
+            record = root / name / "metrics.json"
+            state = json.loads(record.read_text()) if record.is_file() else {}
+            done = state.get("finished") or state.get("stopped_early")
+            again = "" if done else f"continue it with `hamcli train --resume {name}`, "
+            raise UsageError(f"run {name!r} already exists in {root}{' and finished' if done else ''}; {again}"
+                             "choose another --name, or pass --overwrite to replace it once the new run has "
+                             "finished")
         slots.clean(root, name, {current} if current else set())
         version = slots.new_version(root, name)
         if current is None:  # a new name: visible at once, as the run trains
@@ -61,8 +66,6 @@ def refit_options(run: str | Path) -> dict:
     together (scikit-learn's refit): for the epoch count its validation chose (its best epoch), no early
     stopping, and its name as `refit`. The refit keeps no postprocessing of its source's: that was fitted on
     another model (`hamcli calibrate REFIT --folds K` fits its own)."""
-    import json
-
     from hamcli.runs import finished_checkpoint, is_family, resolve_run
 
     run_dir = resolve_run(run)
