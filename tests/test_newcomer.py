@@ -93,6 +93,8 @@ def test_help_texts_render_their_brackets():
     for command in ("train", "prepare"):
         shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
         assert f"[{'train' if command == 'train' else 'prepare'}] table" in shown, shown
+    listing = runner.invoke(app, ["recipes", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "[prepare] and [train] options" in listing, listing
 
 
 def test_help_wraps_at_the_terminal_not_at_the_docstring_line_breaks():

@@ -93,9 +93,9 @@ def test_config_file_flags_override_and_the_run_records_options_that_repeat_it(p
 
 @pytest.mark.parametrize("text, message", [
     ('[train]\narch = "lenet"\nepoch = 3\n', "no option 'epoch'"),
-    ('[train]\nepochs = "three"\n', "epochs = 'three' should be a int"),
-    ('[train]\nlr = true\n', "should be a float"),
-    ('[prepare]\nsplit = 90\n', "should be a str"),
+    ('[train]\nepochs = "three"\n', "epochs = 'three' should be an integer"),
+    ('[train]\nlr = true\n', "should be a number"),
+    ('[prepare]\nsplit = 90\n', "should be a string"),
     ('[trian]\nepochs = 3\n', "unknown table"),
     ('epochs = [\n', "not a readable TOML"),
 ])

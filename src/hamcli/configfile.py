@@ -74,8 +74,9 @@ def options(document: dict, section: str, cls: type, where: Path | str) -> dict:
         declared = set(typing.get_args(hints[name]) or (hints[name],))
         allowed = _allowed(hints[name])
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
-            names = " or ".join(sorted(t.__name__ for t in declared if t is not type(None)))
-            raise UsageError(f"{where}: [{section}] {key} = {value!r} should be a {names}")
+            words = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+            names = " or ".join(sorted(words.get(t.__name__, t.__name__) for t in declared if t is not type(None)))
+            raise UsageError(f"{where}: [{section}] {key} = {value!r} should be {names}")
         if type(value) is int and float in declared and int not in declared:
             value = float(value)
         out[name] = value

@@ -37,7 +37,7 @@ def listing(ctx: typer.Context, fmt: str = output_format()) -> None:
 
 @recipes.command()
 def show(name: str = typer.Argument(..., help="A recipe name from `hamcli recipes`.")) -> None:
-    """Print a recipe's TOML: its [prepare] and [train] options (a file `--config` accepts)."""
+    """Print a recipe's TOML: its \\[prepare] and \\[train] options (a file `--config` accepts)."""
     from hamcli.recipes import book
 
     render.out.print(book.text(name), highlight=False, markup=False, end="")

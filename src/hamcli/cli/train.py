@@ -29,6 +29,8 @@ ESTIMATE_AFTER = 10  # steps timed before the run's length is estimated
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -166,8 +168,8 @@ def train(
     sync_bn: bool = flag("--sync-bn", help="Several GPUs: batch-norm statistics over the global batch."),
     deterministic: bool = flag("--deterministic", help="Deterministic kernels only (slower on GPUs): reruns and "
                                "resumed runs give the same weights on a GPU too."),
-    compile: bool = flag("--compile", help="torch.compile the network: the first steps take longer while it "
-                         "compiles, later ones run faster; pays on long runs (docs/benchmarks.md)."),
+    compile: bool = flag("--compile", help="torch.compile the network: the first steps compile, later ones may "
+                         "run faster; on 2 CPU cores it did not pay (docs/benchmarks.md), on GPUs unmeasured."),
     limit: Optional[int] = typer.Option(None, "--limit", help="A quick trial: train on about N images (whole "
                                         "lesions, in the classes' proportions) and validate on as many in "
                                         "proportion."),

@@ -67,7 +67,7 @@ def load(name: str) -> Recipe:
     if not path.is_file():
         close = difflib.get_close_matches(name, names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UsageError(f"--recipe {name!r}: no such recipe; {hint}`hamcli recipes` lists {', '.join(names())}")
+        raise UsageError(f"recipe {name!r}: no such recipe; {hint}`hamcli recipes` lists {', '.join(names())}")
     return _parse(read(path), name, path)
 
 
