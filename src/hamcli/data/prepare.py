@@ -37,7 +37,7 @@ from hamcli.runs import runs_using
 from hamcli.slots import check_name
 
 RESIZE_POLICY = ("the largest centred box of the target's aspect ratio (the centre square for a square size, "
-                 "the whole 4:3 frame for 4:3), bilinear resize, JPEG draft decoding")
+                 "the whole 4:3 frame for 4:3), bilinear resize, every image decoded whole")
 Progress = Callable[[int, int], None]
 
 

@@ -3,8 +3,9 @@
 Policy ("center-crop"): the largest centred box of the target's aspect ratio is cut from the frame and
 resized to W x H. For a square target that is the centre square (today's default, 128 px); for a 4:3
 target such as 200x150 it is the whole 4:3 dermatoscopic frame, undistorted. HAM10000 frames are 4:3
-with the lesion centred. JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale when the target allows it,
-which is most of the speed of `hamcli prepare`.
+with the lesion centred. Every image is decoded whole, by whatever route it comes (a path, a PIL image, an
+upload): JPEG's faster reduced-scale (draft) decoding gives other pixels than a whole decode, so a PIL image
+already decoded in memory would get another answer than its file (up to 0.1 in a probability).
 
 A checkpoint records its `Preprocess` (size, policy, interpolation, mean/std), and prepare, train,
 evaluate, predict and gradcam all go through `load` and `to_float`, so what a model sees cannot drift
@@ -62,44 +63,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _draft_request(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
-    """The smallest decode size whose policy crop still covers `size`: libjpeg may decode at 1/2, 1/4, 1/8."""
-    left, top, right, bottom = crop_box(img.width, img.height, size)
-    scale = min((right - left) / size[1], (bottom - top) / size[0])
-    return max(1, math.ceil(img.width / scale)), max(1, math.ceil(img.height / scale))
-
-
-def _exif_rotated(img: Image.Image) -> bool:
-    """A quarter-turned JPEG swaps width and height after exif_transpose; draft on the stored frame then."""
-    return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-
-
 @dataclass(frozen=True)
 class Upload:
     """An encoded image held in memory (a web upload): decoded exactly as the same file on disk would be."""
 
     data: bytes
     label: str = "upload"
-    _decoded: dict = field(default_factory=dict, compare=False, repr=False)  # target -> image, decoded once
+    _decoded: dict = field(default_factory=dict, compare=False, repr=False)  # the image, decoded once
 
     def __str__(self) -> str:
         return self.label
 
-    def decode(self, target: tuple[int, int] | None = None) -> Image.Image:
+    def decode(self) -> Image.Image:
         """The image as `decode_bytes` gives it; checking an upload and predicting it decode it once."""
-        key = tuple(target) if target else None
-        if key not in self._decoded:
-            self._decoded[key] = decode_bytes(self.data, self.label, key)
-        return self._decoded[key].copy()
+        if "image" not in self._decoded:
+            self._decoded["image"] = decode_bytes(self.data, self.label)
+        return self._decoded["image"].copy()
 
 
-def open_rgb(source: str | Path | Image.Image | Upload, target: tuple[int, int] | None = None) -> Image.Image:
-    """Open an image as upright 8-bit RGB; raise ImageReadError naming the file and the reason.
-
-    `target` (height, width) lets JPEGs decode at a reduced scale that still covers it.
-    """
+def open_rgb(source: str | Path | Image.Image | Upload) -> Image.Image:
+    """Open an image as upright 8-bit RGB; raise ImageReadError naming the file and the reason."""
     if isinstance(source, Upload):
-        return source.decode(target)
+        return source.decode()
     if isinstance(source, Image.Image):
         filename = getattr(source, "filename", "")
         if not (filename and Path(filename).is_file()):
@@ -108,14 +93,14 @@ def open_rgb(source: str | Path | Image.Image | Upload, target: tuple[int, int] 
     path = Path(source)
     if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
         raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device); skipped", "not-image")
-    return _decode(path, str(path), target)
+    return _decode(path, str(path))
 
 
-def decode_bytes(data: bytes, label: str = "upload", target: tuple[int, int] | None = None) -> Image.Image:
+def decode_bytes(data: bytes, label: str = "upload") -> Image.Image:
     """An image held in memory (an upload), decoded with the same checks as a file; nothing touches disk."""
     import io
 
-    return _decode(io.BytesIO(data), label, target)
+    return _decode(io.BytesIO(data), label)
 
 
 # The formats dermatoscopes and their software write. Pillow reads dozens more (DDS, BLP, ...) whose decoders see
@@ -123,7 +108,7 @@ def decode_bytes(data: bytes, label: str = "upload", target: tuple[int, int] | N
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")  # JPEG opens multi-picture (MPO) files too
 
 
-def _decode(source, label: str, target: tuple[int, int] | None) -> Image.Image:  # noqa: ANN001 - path or file
+def _decode(source, label: str) -> Image.Image:  # noqa: ANN001 - a path or a file object
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -132,8 +117,6 @@ def _decode(source, label: str, target: tuple[int, int] | None) -> Image.Image: 
                     raise ImageReadError(
                         f"{label}: {img.width}x{img.height} pixels is too large to be a dermatoscopy image "
                         f"(limit {MAX_PIXELS:,}); resize it first", "too-large")
-                if target and img.format == "JPEG" and not _exif_rotated(img):
-                    img.draft("RGB", _draft_request(img, target))
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))
     except ImageReadError:
@@ -234,7 +217,7 @@ def resize(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 def load(source: str | Path | Image.Image | Upload, size: tuple[int, int]) -> np.ndarray:
     """Decode and resize one image: the one step shared by prepare, train, evaluate, predict and gradcam."""
-    return resize(open_rgb(source, target=size), size)
+    return resize(open_rgb(source), size)
 
 
 def to_float(batch, mean, std):  # noqa: ANN001, ANN201 - torch tensors; torch is imported by the caller

@@ -139,7 +139,7 @@ def explain(predictor: Predictor, item: str | Path | Image.Image, target: str = 
                          "one value that cannot show where the model looked; choose a layer with a larger map "
                          f"(`hamcli gradcam --list-layers` shows their sizes){', e.g. ' + better if better else ''}")
     original = open_rgb(item)  # full resolution, for the overlay
-    # The model input is decoded again through `load` (JPEG draft mode), exactly as predict does, and the
+    # The model input is cut and resized through `load`, exactly as predict does, and the
     # probabilities come from the path predict takes, so they are the ones predict reports.
     pixels = load(item, predictor.input_size)
     probs = predictor.probabilities(pixels[None])[0]

@@ -77,7 +77,7 @@ def create_app(model: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, d
         good = []
         for upload in uploads:
             try:
-                upload.decode(predictor.input_size)  # decoded once: the model reuses these pixels
+                upload.decode()  # decoded once: the model reuses these pixels
                 good.append(upload)
                 out.append(None)
             except ImageReadError as exc:
