@@ -384,12 +384,20 @@ def test_one_image_one_answer_in_every_batch_size_and_through_every_door(tmp_pat
         paths.append(tmp_path / f"p{i}.png")
         picture.save(paths[-1])
     assert np.abs(table(model.predict(paths)) - alone).max() < 1e-6
+    # The original JPEG files (600x450) by path, opened lazily, and as arrays made from them: what the converted
+    # pictures got (a JPEG decoded at reduced scale would differ by up to 0.1).
+    n = len(files)
+    assert np.abs(table(model.predict(files)) - alone[:n]).max() < 1e-6
+    assert np.abs(table(model.predict([Image.open(f) for f in files])) - alone[:n]).max() < 1e-6
+    assert np.abs(table(model.predict([Image.fromarray(np.asarray(p)) for p in pictures[:n]])) - alone[:n]).max() < 1e-6
     client = TestClient(create_app("bundled", allowed_hosts=("testserver",)))
     served = []
     for path in paths:
         reply = client.post("/api/predict", files={"file": (path.name, path.read_bytes(), "image/png")})
         served.append([reply.json()[0]["probabilities"][c] for c in CLASS_CODES])
     assert np.abs(np.array(served) - alone).max() < 1e-6
+    jpeg = client.post("/api/predict", files={"file": (files[0].name, files[0].read_bytes(), "image/jpeg")})
+    assert np.abs(np.array([jpeg.json()[0]["probabilities"][c] for c in CLASS_CODES]) - alone[0]).max() < 1e-6
     export_onnx("bundled", tmp_path / "bundled.onnx")
     exported = hamcli.load_model(tmp_path / "bundled.onnx")
     assert np.abs(table(exported.predict(paths)) - alone).max() < 1e-5
@@ -459,3 +467,24 @@ def test_python_api_runs_the_whole_pipeline(dataset_folder, tmp_path):
     result = hamcli.gradcam(model, next((dataset_folder / "images").iterdir()))
     assert result.heatmap.shape == (30, 40) and result.predicted in CLASS_CODES
     assert {"load_model", "prepare", "train", "evaluate", "gradcam", "download"} <= set(hamcli.__all__)
+
+
+def test_the_python_api_says_what_it_takes(trained_run, images, tmp_path):
+    from hamcli.errors import NotFoundError, UsageError
+
+    model = hamcli.load_model()
+    for wrong in (None, 3, b"bytes", np.zeros((32, 32, 3), dtype=np.uint8), [images / "img0.jpg", 7]):
+        with pytest.raises(UsageError, match="predict\\(\\) takes a path, a PIL image"):
+            model.predict(wrong)
+    with pytest.raises(UsageError, match="probabilities\\(\\)"):
+        model.predict(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    for shape, dtype in (((32, 32, 3), np.uint8), ((2, 64, 64, 3), np.uint8), ((2, 32, 32, 3), np.float32)):
+        with pytest.raises(UsageError, match="uint8 array of shape \\(N, 32, 32, 3\\)"):
+            model.probabilities(np.zeros(shape, dtype=dtype))
+    for k in (0, -1, 2.5):
+        with pytest.raises(UsageError, match="top_k"):
+            model.predict(images / "img0.jpg", top_k=k)
+    with pytest.raises(NotFoundError, match="no such file or folder"):
+        hamcli.load_model(tmp_path / "nope.pt")
+    fast = hamcli.load_model("bundled", precision="bf16")  # the documented keyword
+    assert "bf16" in fast.precision and "bf16" in fast.predict(images / "img0.jpg").precision

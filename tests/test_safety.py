@@ -60,7 +60,7 @@ def test_an_existing_run_is_refused_with_the_ways_out_and_overwrite_replaces_it_
     assert runner.invoke(app, ["train", *FAST_TRAIN, "--name", "same"]).exit_code == 0
     first = (prepared_tiny.root.parent.parent / "runs" / "same" / "best.pt").read_bytes()
     line = one_line_error(runner.invoke(app, ["train", *FAST_TRAIN, "--name", "same"]), code=2)
-    assert "--resume same" in line and "--overwrite" in line and "--name" in line
+    assert "finished" in line and "--resume" not in line and "--overwrite" in line and "--name" in line
     # a replacement that fails leaves the old run whole
     failing = runner.invoke(app, ["train", *FAST_TRAIN, "--name", "same", "--overwrite", "--weights", "/nope.pt"])
     assert failing.exit_code == 1

@@ -331,3 +331,18 @@ def test_a_connection_that_never_finishes_its_request_is_closed(trained_run):
         assert httpx.get(live.url("/healthz")).status_code == 200  # and it still serves
     finally:
         live.stop()
+
+
+def test_a_failed_export_prints_one_line_and_nothing_on_stdout(trained_run, tmp_path, monkeypatch):
+    import torch
+
+    def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - what torch's exporter does on an unsupported op
+        print("Torch IR graph at exception: graph(%input.1 : Float(*, 3, 32, 32)) ...")
+        raise RuntimeError("Unsupported: ONNX export of operator adaptive_avg_pool2d, output size that are not "
+                           "factor of input size. Please feel free to request support or submit a pull request")
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    result = runner.invoke(app, ["export", "tiny-lenet", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and result.stdout == "", result.stdout
+    assert "adaptive_avg_pool2d" in result.stderr and "Please feel free" not in result.stderr
+    assert not list(tmp_path.glob("*.onnx*"))

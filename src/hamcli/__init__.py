@@ -27,17 +27,19 @@ __all__ = ["CLASS_CODES", "CLASS_NAMES", "HamcliError", "Prediction", "Predictor
            "evaluate", "gradcam", "load_model", "prepare", "train"]
 
 
-def load_model(run_or_path: str | Path | None = None, device: str = "auto") -> Predictor:
+def load_model(run_or_path: str | Path | None = None, device: str = "auto", precision: str = "fp32") -> Predictor:
     """Load a model to predict with: a run name or folder, a checkpoint file, a K-fold family (the ensemble
-    of its folds), or "bundled" for the model shipped with hamcli. Default: the run finished last, else the
-    bundled model. `device`: auto, cpu, cuda or mps.
+    of its folds), an ensemble, an exported .onnx file, or "bundled" for the model shipped with hamcli.
+    Default: the run finished last, else the bundled model. `device`: auto, cpu, cuda or mps. `precision`:
+    fp32 (every image the same probabilities alone or in any batch), or bf16 (fp16 on a GPU), faster, with
+    probabilities that move in the second or third decimal.
 
         >>> model = hamcli.load_model()
         >>> model.predict("lesion.jpg").code          # or a list of paths / PIL images -> a list
     """
     from hamcli.inference.load import load_model as load
 
-    return load(run_or_path, device=device)
+    return load(run_or_path, device=device, precision=precision)
 
 
 def download(source: str = "ham10000", from_path: str | Path | None = None, name: str | None = None) -> Any:

@@ -171,9 +171,12 @@ def missing_in_parts(table: pd.DataFrame, split: np.ndarray, spec: SplitSpec, li
         for part, percent in parts.items():
             if percent and not (in_split == part).any():
                 needed = math.ceil(100 / percent)  # lesions of the class for the part to expect one
-                fix = (f"raise --limit to at least {math.ceil(limit * needed / lesions)}" if limit else
-                       f"use a split whose {part} part is at least {math.ceil(100 / lesions)}%")
-                warnings_out.append(f"class {dx} has {lesions} lesion(s), too few for a {percent}% {part} part "
-                                    f"(it needs about {needed}): no {dx} image is in {part}, so metrics there "
-                                    f"average over fewer classes; {fix}")
+                if lesions < needed:
+                    why = f"too few for a {percent}% {part} part (it needs about {needed})"
+                    fix = (f"raise --limit to at least {math.ceil(limit * needed / lesions)}" if limit else
+                           f"use a split whose {part} part is at least {math.ceil(100 / lesions)}%")
+                else:
+                    why, fix = f"and by chance none fell in the {percent}% {part} part", "try another --seed"
+                warnings_out.append(f"class {dx} has {lesions} lesion(s), {why}: no {dx} image is in {part}, so "
+                                    f"metrics there average over fewer classes; {fix}")
     return warnings_out

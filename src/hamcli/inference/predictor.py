@@ -17,8 +17,8 @@ import numpy as np
 
 import hamcli.models.checkpoint as checkpoint
 from hamcli.classes import CLASS_NAMES
-from hamcli.data.preprocess import ImageReadError, decode_all
-from hamcli.errors import ModelError
+from hamcli.data.preprocess import ImageReadError, Upload, decode_all
+from hamcli.errors import ModelError, UsageError
 from hamcli.inference.postprocess import Postprocess
 from hamcli.models.precision import Precision, describe
 from hamcli.runs import resolve_checkpoint
@@ -167,8 +167,19 @@ class Predictor:
         return Outputs(self.post.apply(out).softmax(1).numpy(), self.post.scores(out).softmax(1).numpy())
 
     def probabilities(self, images: np.ndarray, batch_size: int = 64, tta: bool = False) -> np.ndarray:
-        """(N, classes) probabilities for (N, H, W, 3) uint8 images already preprocessed."""
+        """(N, classes) probabilities for (N, H, W, 3) uint8 images already preprocessed (`decode` gives them)."""
+        self._check_batch(images)
         return self.outputs(images, batch_size, tta).probabilities
+
+    def _check_batch(self, images: object) -> None:
+        """Preprocessed images only: an array of another shape or type would be read as something it is not."""
+        h, w = self.input_size
+        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+                and images.shape[1:] == (h, w, 3)):
+            got = (f"an array of shape {tuple(images.shape)} and type {images.dtype}"
+                   if isinstance(images, np.ndarray) else type(images).__name__)
+            raise UsageError(f"probabilities() takes preprocessed images, a uint8 array of shape (N, {h}, {w}, 3) "
+                             f"as `decode()` gives; got {got}. For files or PIL images, use predict()")
 
     def _rows(self, sources: list[str], probs: np.ndarray, top_k: int) -> list[Prediction]:
         rows = []
@@ -200,14 +211,28 @@ class Predictor:
 
     def predict(self, item: ImageInput | Iterable[ImageInput], top_k: int = 3, tta: bool = False
                 ) -> Prediction | list[Prediction]:
-        """One image -> one Prediction; a list -> a list. Raises on an unreadable image."""
-        single = isinstance(item, (str, Path)) or hasattr(item, "mode")
-        items = [item] if single else list(item)
+        """One image (a path or a PIL image) -> one Prediction; a list of them -> a list. Raises ImageReadError
+        on an unreadable image, UsageError on anything else."""
+        if not (isinstance(top_k, int) and top_k >= 1):
+            raise UsageError(f"top_k={top_k!r}: a number of classes from 1 to {len(self.classes)}")
+        single = _is_image(item)
+        many = not single and isinstance(item, Iterable) and not isinstance(item, (bytes, np.ndarray, dict))
+        items = [item] if single else list(item) if many else None
+        odd = [item] if items is None else [i for i in items if not _is_image(i)]
+        if odd:
+            bad = type(odd[0]).__name__
+            raise UsageError(f"predict() takes a path, a PIL image, or a list of them; got {bad}"
+                             + (" (an array of preprocessed images goes to probabilities())" if bad == "ndarray"
+                                else ""))
         rows = self.predict_many(items, top_k=top_k, tta=tta)
         for row in rows:
             if isinstance(row, Failure):
                 raise ImageReadError(row.reason)
         return rows[0] if single else rows
+
+
+def _is_image(item: object) -> bool:
+    return isinstance(item, (str, Path, Upload)) or hasattr(item, "mode")  # a PIL image has a mode
 
 
 def _label(item: object) -> str:

@@ -10,7 +10,11 @@ model.onnx` (or any onnxruntime user) needs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,6 +26,20 @@ from hamcli.errors import HamcliError, ModelError, UsageError
 
 MAX_DIFF = 1e-5  # onnxruntime and torch, both fp32: the same probabilities to float rounding
 OPSET = 17
+
+
+@contextlib.contextmanager
+def _quiet_stdout():  # noqa: ANN202
+    """Nothing printed for a while: sys.stdout, and file descriptor 1, where C++ code prints."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _check_images(predictor, folder: Path | None) -> np.ndarray:  # noqa: ANN001
@@ -90,13 +108,15 @@ def export_onnx(ref: str | None, output: Path, check_images: Path | None = None)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: kept, as it traces Lite
             try:
-                torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp),
-                                  input_names=["image"], output_names=["probabilities", "scores"],
-                                  dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"},
-                                                "scores": {0: "batch"}},
-                                  opset_version=OPSET, dynamo=False)
+                with _quiet_stdout():  # on failure the exporter prints its whole graph from C++
+                    torch.onnx.export(WithPostprocess().eval(), (torch.zeros(1, 3, h, w),), str(tmp),
+                                      input_names=["image"], output_names=["probabilities", "scores"],
+                                      dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"},
+                                                    "scores": {0: "batch"}},
+                                      opset_version=OPSET, dynamo=False)
             except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the one line
-                reason = " ".join(str(exc).replace(str(tmp), str(output)).split())[:160]
+                reason = " ".join(str(exc).replace(str(tmp), str(output)).split())
+                reason = reason.split(" Please feel free")[0].split(" Torch IR graph")[0][:300]
                 raise ModelError(f"{output}: the ONNX export failed ({type(exc).__name__}: {reason}); nothing was "
                                  "written") from None
         graph = onnx.load(str(tmp))
