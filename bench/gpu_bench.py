@@ -69,7 +69,9 @@ def synthetic(root: Path, n: int, seed: int = 0) -> None:
 
 def run(cmd: list[str], env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:  # a run on a machine lent for minutes: say why at once
+        raise SystemExit(f"{' '.join(cmd[2:])} failed ({done.returncode}): {done.stderr.strip()[-600:]}")
     return time.perf_counter() - start
 
 
