@@ -794,3 +794,43 @@ def test_a_run_on_the_default_prepared_dataset_records_its_name(prepared_tiny):
     run = runner.train(TrainConfig(arch="lenet", name="dflt", max_batches=1, **{**FAST, "data": None}))
     assert json.loads((run / "config.json").read_text())["data"] == "tiny"
     assert checkpoint.load(run / "best.pt")["config"]["data"] == "tiny"
+
+
+def test_distillation_learns_from_a_teacher_that_never_saw_the_test_split(trained_run, prepared_tiny):
+    from hamcli.training.distil import distil_loss, soft_targets
+
+    data = __import__("hamcli.training.sampling", fromlist=["select"]).select(prepared_tiny, None, 42)
+    soft, line = soft_targets("tiny-lenet", prepared_tiny, data.images, data.train_idx, data.val_idx, 2.0)
+    assert torch.allclose(soft[torch.from_numpy(data.train_idx)].sum(1), torch.ones(len(data.train_idx)))
+    assert (soft[torch.from_numpy(data.val_idx)] == 0).all()  # only the rows the student trains on
+    assert "tiny-lenet" in line and "validation figures lean optimistic" in line  # it chose its epoch on them
+    teacher = hamcli.load_model("tiny-lenet")  # softened at T = 2: softmax(logits / 2), from the raw probabilities
+    raw = teacher.outputs(data.images[torch.from_numpy(data.train_idx[:3])].numpy(), raw=True).probabilities
+    want = raw ** 0.5 / (raw ** 0.5).sum(1, keepdims=True)
+    assert np.allclose(soft[torch.from_numpy(data.train_idx[:3])].numpy(), want, atol=1e-6)
+    logits = torch.randn(4, 7)
+    assert distil_loss(logits, logits.div(2).softmax(1), 2.0).abs().item() < 1e-5  # no loss when it agrees
+    plain = checkpoint.load(runner.train(TrainConfig(arch="lenet", name="plain", max_batches=2, **FAST)) / "last.pt")
+    run = runner.train(TrainConfig(arch="lenet", name="student", distil_from="tiny-lenet", distil_weight=0.7,
+                                   max_batches=2, **FAST))
+    taught = checkpoint.load(run / "last.pt")
+    assert taught["config"]["distil_from"] == "tiny-lenet" and taught["config"]["distil_weight"] == 0.7
+    assert any(not torch.equal(plain["state_dict"][k], taught["state_dict"][k]) for k in plain["state_dict"])
+
+
+def test_distillation_refuses_a_teacher_that_saw_the_test_split_and_bad_settings(trained_run, prepared_tiny):
+    with pytest.raises(UsageError, match="--distil-weight"):
+        TrainConfig(arch="lenet", data="tiny", distil_from="tiny-lenet", distil_weight=0).check()
+    with pytest.raises(UsageError, match="--distil-temperature"):
+        TrainConfig(arch="lenet", data="tiny", distil_from="tiny-lenet", distil_temperature=float("nan")).check()
+    with pytest.raises(UsageError, match="takes 150x150 images"):
+        runner.train(TrainConfig(arch="lenet", name="big", distil_from="bundled", **FAST))
+    ckpt = checkpoint.load(trained_run / "best.pt")  # a teacher that also saw one test image
+    test_id = prepared_tiny.manifest.loc[prepared_tiny.manifest["split"] == "test", "image_id"].iloc[0]
+    ckpt["data"]["seen_image_ids"] = [*ckpt["data"]["seen_image_ids"], test_id]
+    torch.save(ckpt, trained_run.parent / "leaky.pt")
+    with pytest.raises(UsageError, match="1 images of 'tiny''s test split"):
+        runner.train(TrainConfig(arch="lenet", name="leaky", distil_from=str(trained_run.parent / "leaky.pt"),
+                                 **FAST))
+    result = cli.invoke(app, ["train", "--data", "tiny", "--distil-from", "no-such-run", "--epochs", "1"])
+    assert result.exit_code != 0 and "no-such-run" in result.output and "Traceback" not in result.output

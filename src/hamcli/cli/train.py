@@ -60,7 +60,8 @@ class _Progress(TrainEvents):
                         f"{info['train']} train / {info['val']} val images ({info['val_source']})\n"
                         f"  device {info['device']}, {info['precision']}"
                         f"{' + channels-last' if info['channels_last'] else ''} ({info['why']})"
-                        f"{'; torch.compile (the first steps compile)' if info.get('compiled') else ''}")
+                        f"{'; torch.compile (the first steps compile)' if info.get('compiled') else ''}"
+                        f"{chr(10) + '  ' + info['distil'] if info.get('distil') else ''}")
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         if self.task is None:
@@ -78,8 +79,10 @@ class _Progress(TrainEvents):
             epoch, epochs, batches, start = first
             left = (epochs - epoch + 1) * batches - done
             per_batch = (time.perf_counter() - start) / done
-            render.info(f"about {_duration(left * per_batch)} for the {epochs - epoch + 1} epoch(s) to go at "
-                        f"{images_per_s:.1f} img/s (the first {done} steps; validation adds a little)")
+            estimate = _duration(left * per_batch)
+            estimate = estimate if estimate.startswith("under") else f"about {estimate}"
+            render.info(f"{estimate} for the {epochs - epoch + 1} epoch(s) to go at {images_per_s:.1f} img/s "
+                        f"(the first {done} steps; validation adds a little)")
             self.first = None
 
     def epoch_end(self, r: dict) -> None:
@@ -170,6 +173,12 @@ def train(
                                "resumed runs give the same weights on a GPU too."),
     compile: bool = flag("--compile", help="torch.compile the network: the first steps compile, later ones may "
                          "run faster; on 2 CPU cores it did not pay (docs/benchmarks.md), on GPUs unmeasured."),
+    distil_from: Optional[str] = typer.Option(None, "--distil-from", help="A teacher (run, family, ensemble or "
+                                              "checkpoint at this data's size, that never saw its validation or "
+                                              "test images): learn from its softened probabilities too."),
+    distil_weight: float = typer.Option(0.5, "--distil-weight", help="The teacher's share of the loss, in (0, 1]."),
+    distil_temperature: float = typer.Option(2.0, "--distil-temperature", help="How much the teacher's "
+                                             "probabilities are softened (2-4 is usual)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="A quick trial: train on about N images (whole "
                                         "lesions, in the classes' proportions) and validate on as many in "
                                         "proportion."),

@@ -73,6 +73,9 @@ class TrainConfig:
     sync_bn: bool = False  # several GPUs: batch-norm statistics over the whole global batch (SyncBatchNorm)
     deterministic: bool = False  # only deterministic kernels (slower on GPUs): the same weights on every rerun
     compile: bool = False  # torch.compile the training steps' network (opt-in: pays only for long runs)
+    distil_from: str | None = None  # a teacher model: learn from its softened probabilities too (training/distil.py)
+    distil_weight: float = 0.5  # the teacher's share of the loss
+    distil_temperature: float = 2.0  # how much the teacher's probabilities are softened
 
     def check(self) -> None:
         get_spec(self.arch)
@@ -137,6 +140,11 @@ class TrainConfig:
             raise UsageError(f"--max-batches {self.max_batches}: must be at least 1")
         if self.compile:
             check_compiler(resolve_device(self.device))
+        if not (0 < self.distil_weight <= 1):
+            raise UsageError(f"--distil-weight {self.distil_weight}: the teacher's share of the loss, in (0, 1]")
+        if not (math.isfinite(self.distil_temperature) and 0.5 <= self.distil_temperature <= 20):
+            raise UsageError(f"--distil-temperature {self.distil_temperature}: a softening from 0.5 to 20 (2-4 is "
+                             "usual)")
         if self.name is not None:
             check_name(self.name)
             check_run_name(self.name)

@@ -33,6 +33,7 @@ from hamcli.runs import new_run_name, set_latest
 from hamcli.training import augment as aug
 from hamcli.training import distributed
 from hamcli.training.config import MONITORS, TrainConfig, TrainEvents, run_config_toml
+from hamcli.training.distil import distil_loss
 from hamcli.training.optim import EMA, Freezer, optimizer, param_groups, scheduler
 from hamcli.training.sampling import TrainData, class_weights, epoch_order, select
 
@@ -145,6 +146,13 @@ class Trainer:
         # Images the model learnt from or was selected on: `evaluate --data` leaves them out.
         ids = self.prepared.manifest["image_id"].to_numpy()
         self.seen_ids = sorted(ids[np.concatenate([self.data.train_idx, self.data.val_idx])].tolist())
+        self.soft, self.distil_line = None, None
+        if cfg.distil_from:
+            from hamcli.training.distil import soft_targets
+
+            soft, self.distil_line = soft_targets(cfg.distil_from, self.prepared, self.data.images, self.data.train_idx,
+                                                  self.data.val_idx, cfg.distil_temperature)
+            self.soft = soft.to(self.on)
         weight = class_weights(self.train_labels, cfg.class_weight)
         self.loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weight is None else weight.to(self.prec.device), label_smoothing=cfg.label_smoothing)
@@ -246,6 +254,9 @@ class Trainer:
             with self.prec.autocast():
                 out = self.net(x)
             loss = self.loss_fn(out.float(), y)
+            if self.soft is not None:
+                loss = (1 - cfg.distil_weight) * loss + cfg.distil_weight * distil_loss(
+                    out.float(), self.soft[idx].to(self.prec.device), cfg.distil_temperature)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
@@ -353,7 +364,8 @@ class Trainer:
                            "val": len(self.data.val_idx), "val_source": self.data.val_source,
                            "device": self.prec.device, "precision": self.prec.dtype,
                            "channels_last": self.prec.channels_last, "why": self.prec.reason,
-                           "compiled": cfg.compile, "start_epoch": st.epoch + 1, "advice": self._advice(),
+                           "compiled": cfg.compile, "distil": self.distil_line, "start_epoch": st.epoch + 1,
+                           "advice": self._advice(),
                            "weights": self.weights_report.line() if self.weights_report else None})
         try:
             for epoch in range(st.epoch + 1, cfg.epochs + 1):
