@@ -46,6 +46,7 @@ def predict(
                "precision", *(("true_dx", "correct") if labels else ()), "seen", "error"]
     writer = render.CsvWriter(columns) if fmt == "csv" else None
     failed = 0
+    records: list[dict] = []  # each row's record, in input order, as it is emitted
 
     def record(row) -> dict:  # noqa: ANN001 - a Prediction or a Failure
         image_id = Path(row.source).stem if not row.source.startswith("<") else None
@@ -63,6 +64,7 @@ def predict(
             failed += 1
             render.error(row.reason)
         data = record(row)
+        records.append(data)
         if fmt == "jsonl":
             render.print_jsonl(data)
         elif writer:
@@ -82,7 +84,6 @@ def predict(
         rows = predictor.predict_many(items, top_k=top_k, batch_size=batch_size, tta=tta, chunk=256,
                                       on_result=on_result)
     good = [r for r in rows if not isinstance(r, Failure)]
-    records = [record(r) for r in rows]
     if fmt == "json":
         render.print_json(records)
     elif fmt == "table" and good:

@@ -28,14 +28,15 @@ from hamcli.training.config import (
 ESTIMATE_AFTER = 10  # steps timed before the run's length is estimated
 
 
-def _duration(seconds: float) -> str:
+def _estimate(seconds: float) -> str:
+    """How long something will take, in words: "under a second", "about 40 s", "about 12 min"."""
     if seconds < 1:
         return "under a second"
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"about {seconds:.0f} s"
     if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 class _Progress(TrainEvents):
@@ -79,10 +80,8 @@ class _Progress(TrainEvents):
             epoch, epochs, batches, start = first
             left = (epochs - epoch + 1) * batches - done
             per_batch = (time.perf_counter() - start) / done
-            estimate = _duration(left * per_batch)
-            estimate = estimate if estimate.startswith("under") else f"about {estimate}"
-            render.info(f"{estimate} for the {epochs - epoch + 1} epoch(s) to go at {images_per_s:.1f} img/s "
-                        f"(the first {done} steps; validation adds a little)")
+            render.info(f"{_estimate(left * per_batch)} for the {epochs - epoch + 1} epoch(s) to go at "
+                        f"{images_per_s:.1f} img/s (the first {done} steps; validation adds a little)")
             self.first = None
 
     def epoch_end(self, r: dict) -> None:
@@ -189,7 +188,6 @@ def train(
     """Train a classifier on a prepared dataset; writes runs/<name>/ with best.pt, last.pt and curves."""
     import json
 
-    from hamcli.errors import UsageError
     from hamcli.models.precision import resolve_device
     from hamcli.training import distributed
     from hamcli.training.folds import train_folds
@@ -199,9 +197,8 @@ def train(
     rank = distributed.context()
     if devices > 1 and not rank.active:  # start the processes here, as torchrun would
         resolved = None if resume else _resolve(ctx, recipe, config, quiet)
-        if resolved and resolved[0].sync_bn and resolve_device(resolved[0].device) != "cuda":
-            raise UsageError("--sync-bn: SyncBatchNorm runs on GPUs (NCCL); on CPU each process keeps its own "
-                             "batch-norm statistics, and validation and checkpoints use rank 0's")
+        if resolved:
+            distributed.check_sync_bn(resolved[0].sync_bn, resolve_device(resolved[0].device))
         job = functools.partial(_job, resolved, resume, quiet)
         distributed.launch(devices, job)
         run_dir = resolve_model(resume) if resume else resolve_model(None)

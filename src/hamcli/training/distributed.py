@@ -168,6 +168,13 @@ def broadcast(value: object, ctx: Context) -> object:
     return box[0]
 
 
+def check_sync_bn(sync_bn: bool, device: str) -> None:
+    """`--sync-bn` on several processes: SyncBatchNorm reduces over NCCL, so GPUs only."""
+    if sync_bn and not device.startswith("cuda"):
+        raise UsageError("--sync-bn: SyncBatchNorm runs on GPUs (NCCL); on CPU each process keeps its own "
+                         "batch-norm statistics, and validation and checkpoints use rank 0's")
+
+
 def all_sum(values: list[float], ctx: Context) -> list[float]:
     """Each value summed over the processes (the values themselves for one process)."""
     if not ctx.active:

@@ -23,7 +23,7 @@ from hamcli.classes import NUM_CLASSES
 from hamcli.data.cache import PreparedDataset
 from hamcli.data.preprocess import Preprocess, normalise, size_text
 from hamcli.data.splits import carve_seed
-from hamcli.errors import HamcliError, UsageError
+from hamcli.errors import HamcliError
 from hamcli.evaluation.metrics import summary
 from hamcli.inference.forward import logits as infer_logits
 from hamcli.models.build import build_model
@@ -131,9 +131,7 @@ class Trainer:
         prec = choose(cfg.arch, cfg.device, cfg.precision) if self.dist.main else None
         self.prec: Precision = replace(distributed.broadcast(prec, self.dist), device=device)
         if cfg.sync_bn and self.dist.active:
-            if not self.prec.device.startswith("cuda"):
-                raise UsageError("--sync-bn: SyncBatchNorm runs on GPUs (NCCL); on CPU each process keeps its own "
-                                 "batch-norm statistics, and validation and checkpoints use rank 0's")
+            distributed.check_sync_bn(cfg.sync_bn, self.prec.device)
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.prec.device, memory_format=self.prec.memory_format)
         self.images = _place(self.data.images, self.prec.device)
@@ -253,10 +251,11 @@ class Trainer:
             y = self.labels_on[idx].to(self.prec.device, non_blocking=True)
             with self.prec.autocast():
                 out = self.net(x)
-            loss = self.loss_fn(out.float(), y)
+            out = out.float()  # the losses in fp32, whatever the forward pass ran in
+            loss = self.loss_fn(out, y)
             if self.soft is not None:
                 loss = (1 - cfg.distil_weight) * loss + cfg.distil_weight * distil_loss(
-                    out.float(), self.soft[idx].to(self.prec.device), cfg.distil_temperature)
+                    out, self.soft[idx].to(self.prec.device), cfg.distil_temperature)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)

@@ -145,33 +145,29 @@ def held_out_average(family: Path) -> tuple[np.ndarray, np.ndarray, str, list[in
     """A family's average of its members' raw probabilities, the labels and a description of the rows no member
     trained on; the training class counts and the prior shift its members were configured with. A UsageError
     naming the fix where there are no such rows."""
-    from hamcli.classes import encode
     from hamcli.data.splits import calibration_rows
     from hamcli.evaluation.scoring import held_out
     from hamcli.inference.ensemble import Ensemble
     from hamcli.inference.postprocess import Postprocess
 
     info = json.loads((family / "family.json").read_text())
+    if info.get("ensemble_of"):
+        fitted_on = "the validation rows every member chose its epoch on (none of them trained on these)"
+    else:
+        if not len(calibration_rows(PreparedDataset.open(info["data"]).manifest)):
+            raise UsageError(f"{slots.public_path(family).name}: every row of {info['data']!r} outside its test "
+                             "split trains some fold, so no rows are left to calibrate the family on; prepare with a "
+                             "val split, which no fold trains on (e.g. `hamcli prepare --split 70/15/15 --folds K`), "
+                             "and train --all-folds again")
+        fitted_on = f"the val split of {info['data']}, which no fold trained on"
     ensemble = Ensemble.load_family(family)
     ensemble.post, ensemble.members_raw = Postprocess(), True
     counts = np.sum([m.ckpt_meta["data"]["train_counts"] for m in ensemble.members], axis=0).tolist()
     prior_shift = ensemble.members[0].ckpt_meta.get("config", {}).get("prior_shift", "none")
-    if info.get("ensemble_of"):
-        val = held_out(ensemble, "val")  # refuses members validated on different rows, and refits
-        return (ensemble.probabilities(val.images).astype(np.float64), val.y_true,
-                "the validation rows every member chose its epoch on (none of them trained on these)", counts,
-                prior_shift)
-    prepared = PreparedDataset.open(info["data"])
-    rows = calibration_rows(prepared.manifest)
-    if not len(rows):
-        raise UsageError(f"{slots.public_path(family).name}: every row of {prepared.name!r} outside its test split "
-                         "trains some fold, so no rows are left to calibrate the family on; prepare with a val split, "
-                         "which no fold trains on (e.g. `hamcli prepare --split 70/15/15 --folds K`), and train "
-                         "--all-folds again")
-    images = np.asarray(prepared.images()[rows])
-    y = encode(prepared.manifest["dx"].iloc[rows])
-    return (ensemble.probabilities(images).astype(np.float64), y,
-            f"the val split of {prepared.name}, which no fold trained on", counts, prior_shift)
+    # An ensemble's shared validation rows (members validated on different rows, and refits, are refused); a
+    # K-fold family's val split.
+    val = held_out(ensemble, "val")
+    return ensemble.probabilities(val.images).astype(np.float64), val.y_true, fitted_on, counts, prior_shift
 
 
 def combine(runs: list[str], name: str, overwrite: bool = False, set_default: bool = False) -> Path:

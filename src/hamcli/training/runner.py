@@ -13,7 +13,7 @@ import hamcli.models.checkpoint as checkpoint
 import hamcli.slots as slots
 from hamcli.data.cache import PreparedDataset
 from hamcli.errors import UsageError
-from hamcli.runs import set_latest
+from hamcli.runs import finished, set_latest
 from hamcli.training import distributed
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import Trainer, TrainEvents
@@ -27,9 +27,7 @@ def run_claimed(trainer: Trainer) -> Path:
     with slots.claim(root, name, "run"):
         current = slots.version_of(root, name)
         if current is not None and not trainer.cfg.overwrite:
-            record = root / name / "metrics.json"
-            state = json.loads(record.read_text()) if record.is_file() else {}
-            done = state.get("finished") or state.get("stopped_early")
+            done = finished(root / name)
             again = "" if done else f"continue it with `hamcli train --resume {name}`, "
             raise UsageError(f"run {name!r} already exists in {root}{' and finished' if done else ''}; {again}"
                              "choose another --name, or pass --overwrite to replace it once the new run has "
