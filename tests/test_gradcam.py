@@ -184,12 +184,17 @@ def test_a_small_image_s_panel_wraps_its_caption_inside_the_picture():
     assert rows.max() < caption.shape[0] - 2 and len(rows) > 4 * 14  # four lines or more, all inside
 
 
+def _saved(tmp_path, count: int, size: tuple[int, int]) -> list[str]:  # noqa: ANN001
+    """`count` class images of `size` (width, height) saved as in0.jpg, in1.jpg, ...; their paths."""
+    paths = []
+    for i in range(count):
+        paths.append(str(tmp_path / f"in{i}.jpg"))
+        class_image(i, i, size).save(paths[-1])
+    return paths
+
+
 def test_shared_scale_makes_maps_comparable_across_images(trained_run, tmp_path):
-    inputs = []
-    for i in range(2):
-        path = tmp_path / f"in{i}.jpg"
-        class_image(i, i, (64, 48)).save(path)
-        inputs.append(str(path))
+    inputs = _saved(tmp_path, 2, (64, 48))
     out = runner.invoke(app, ["gradcam", *inputs, "-o", str(tmp_path / "cams/"), "--scale", "shared", "--json"])
     assert out.exit_code == 0, out.output
     from hamcli.explain.maps import explain as explain_one
@@ -223,11 +228,7 @@ def test_errors_for_bad_class_layer_method_and_image(tmp_path):
 
 
 def test_cli_single_file_several_to_folder_panel_json(trained_run, tmp_path):
-    inputs = []
-    for i in range(3):
-        path = tmp_path / f"in{i}.jpg"
-        class_image(i, i, (80, 60)).save(path)
-        inputs.append(str(path))
+    inputs = _saved(tmp_path, 3, (80, 60))
     one = runner.invoke(app, ["gradcam", inputs[0], "-o", str(tmp_path / "one.png")])
     assert one.exit_code == 0, one.output
     assert Image.open(tmp_path / "one.png").size == (80, 60)

@@ -246,6 +246,18 @@ def _slowed(app, seconds: float) -> None:  # noqa: ANN001
     worker.predict_many = slow
 
 
+def _posting(live, clients: int, gap: float) -> tuple[list, list]:  # noqa: ANN001 - a LiveServer
+    """`clients` callers posting one image each to /api/predict, started `gap` seconds apart: their threads, and the
+    list their replies land in."""
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(_post(live.url("/api/predict"))))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+        time.sleep(gap)
+    return threads, results
+
+
 def test_a_busy_model_never_holds_up_health_and_a_full_queue_answers_503_at_once(trained_run):
     import httpx
 
@@ -255,12 +267,7 @@ def test_a_busy_model_never_holds_up_health_and_a_full_queue_answers_503_at_once
     _slowed(app, 1.5)
     live = LiveServer(app)
     try:
-        results: list = []
-        threads = [threading.Thread(target=lambda: results.append(_post(live.url("/api/predict"))))
-                   for _ in range(3)]
-        for t in threads:
-            t.start()
-            time.sleep(0.2)  # the first runs, the second waits, the third finds the queue full
+        threads, results = _posting(live, 3, 0.2)  # the first runs, the second waits, the third finds the queue full
         start = time.perf_counter()
         health = httpx.get(live.url("/healthz"), timeout=5)
         assert health.status_code == 200 and time.perf_counter() - start < 0.1
@@ -281,11 +288,8 @@ def test_a_request_that_waits_too_long_is_a_504_and_its_job_is_dropped(trained_r
     _slowed(app, 1.0)
     live = LiveServer(app)
     try:
-        results: list = []
-        threads = [threading.Thread(target=lambda: results.append(_post(live.url("/api/predict")))) for _ in range(3)]
-        for t in threads:
-            t.start()
-            time.sleep(0.15)  # the first is running when the others arrive: they wait, and their callers give up
+        # the first is running when the others arrive: they wait, and their callers give up
+        threads, results = _posting(live, 3, 0.15)
         for t in threads:
             t.join()
         assert all(r.status_code == 504 and "did not answer within 0.5 s" in r.json()["detail"] for r in results)
