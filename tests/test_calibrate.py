@@ -78,6 +78,32 @@ def test_melanoma_operating_point_is_the_smallest_offset_reaching_the_target():
     assert choose_bias(logits, np.zeros(10, dtype=int), 0.8) == 0.0  # no melanoma: nothing to set
 
 
+def test_a_specificity_floor_stops_the_melanoma_point_short_and_alone_asks_for_the_most_sensitive_point():
+    rng = np.random.default_rng(3)
+    y = rng.choice(7, size=2000, p=[0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    logits = rng.normal(0, 1, (2000, 7))
+    logits[np.arange(2000), y] += 1.5
+    logits[:, 5] += 1.0
+    mel = y == MELANOMA
+
+    def point(bias: float) -> tuple[float, float]:
+        called = (logits + np.eye(7)[MELANOMA] * bias).argmax(1) == MELANOMA
+        return float(called[mel].mean()), float((~called[~mel]).mean())
+
+    free = choose_bias(logits, y, 0.9)
+    assert point(free)[1] < 0.93  # reaching 0.9 sensitivity costs specificity below the floor used next
+    floored = choose_bias(logits, y, 0.9, specificity=0.93)
+    assert 0 < floored < free
+    assert point(floored)[1] >= 0.93 > point(floored + 0.05)[1]  # the largest offset that keeps the floor
+    assert choose_bias(logits, y, 0.9, specificity=0.999) == 0.0  # already below the floor: no offset
+    assert choose_bias(logits, y, 0.5, specificity=0.5) == choose_bias(logits, y, 0.5)  # a floor never met adds nothing
+    post, record = calibrate(logits, y, [30, 50, 110, 10, 110, 670, 20], 0.0, melanoma_specificity=0.93)
+    assert post.bias[MELANOMA] == floored == record["melanoma_bias"]  # alone: sensitivity as high as the floor allows
+    assert record["melanoma_specificity_floor"] == 0.93
+    assert record["after"]["melanoma_specificity"] == pytest.approx(point(floored)[1])
+    assert record["after"]["melanoma_sensitivity"] == pytest.approx(point(floored)[0])
+
+
 def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_records():
     post = Postprocess(2.0, 0.5, tuple(np.log(np.full(7, 1 / 7) + np.arange(7) * 0.01)))
     z = np.random.default_rng(0).normal(size=(3, 7))

@@ -619,6 +619,14 @@ def test_an_ensembles_postprocessing_is_fitted_on_its_own_average_on_rows_no_mem
     assert again.exit_code == 0 and json.loads(again.stdout)["melanoma_sensitivity_target"] == 0.5, again.output
     assert json.loads((paths.runs_dir() / "cv" / "family.json").read_text())["calibration"][
         "melanoma_sensitivity_target"] == 0.5
+    floored = cli.invoke(app, ["calibrate", "cv", "--melanoma-specificity", "0.95", "--json"])
+    assert floored.exit_code == 0, floored.output
+    record = json.loads(floored.stdout)  # the sensitivity asked before stays; the floor joins it
+    assert record["melanoma_sensitivity_target"] == 0.5 and record["melanoma_specificity_floor"] == 0.95
+    assert record["after"]["melanoma_specificity"] >= 0.95 or record["melanoma_bias"] == 0.0
+    assert json.loads((paths.runs_dir() / "cv" / "config.json").read_text())["melanoma_specificity"] == 0.95
+    wrong = cli.invoke(app, ["calibrate", "cv", "--melanoma-specificity", "1.5"])
+    assert wrong.exit_code == 2 and "--melanoma-specificity 1.5" in wrong.output and "Traceback" not in wrong.output
     runner.train(TrainConfig(arch="lenet", name="seed1", seed=7, overwrite=True, max_batches=1, **FAST))
     np.testing.assert_allclose(load_model("seeds").probabilities(images), before, atol=1e-6)
 

@@ -152,6 +152,10 @@ def train(
                                                "operating point: raise melanoma's score until its validation "
                                                "sensitivity reaches this (e.g. 0.65), at some cost in accuracy. "
                                                "0 keeps the plain argmax."),
+    melanoma_specificity: float = typer.Option(0.0, "--melanoma-specificity", help="With "
+                                               "--melanoma-sensitivity: stop before melanoma's validation "
+                                               "specificity falls below this (e.g. 0.9); alone: the most "
+                                               "sensitive point at or above it. 0: no floor."),
     device: str = typer.Option("auto", "--device", **choice(DEVICES, "Device.")),
     precision: str = typer.Option("auto", "--precision", **choice(PRECISIONS, "Numeric precision; auto "
                                                                   "follows a table by CPU and architecture.")),
@@ -357,6 +361,11 @@ def calibrate(
                                                          "rows the model never trained on, at some cost in "
                                                          "accuracy; 0 removes the operating point (default: the "
                                                          "run's own target)."),
+    melanoma_specificity: Optional[float] = typer.Option(None, "--melanoma-specificity", help="While raising "
+                                                         "melanoma's score, never let its specificity on those "
+                                                         "rows fall below this (e.g. 0.9; alone: the most "
+                                                         "sensitive point at or above it; 0: no floor; default: "
+                                                         "the run's own)."),
     prior_shift: Optional[str] = typer.Option(None, "--prior-shift", help="none, auto (TAU in 0-2 with the best "
                                               "balanced accuracy costing at most 0.02 accuracy) or a number from 0 "
                                               "to 5 (default: the run's own)."),
@@ -375,18 +384,21 @@ def calibrate(
 
     events = _Progress(quiet=fmt == "json" or as_json)
     try:
-        record = recalibrate(run, melanoma_sensitivity, folds, events, prior_shift)
+        record = recalibrate(run, melanoma_sensitivity, folds, events, prior_shift, melanoma_specificity)
     finally:
         events.stop()
     if fmt == "json" or as_json:
         render.print_json(record)
     else:
-        kept = ("accuracy", "balanced_accuracy", "melanoma_sensitivity")
-        target = record.get("melanoma_sensitivity_target") or 0
+        kept = ("accuracy", "balanced_accuracy", "melanoma_sensitivity", "melanoma_specificity")
+        heads = ("accuracy", "balanced acc.", "mel. sensitivity", "mel. specificity")
+        target, floor = record.get("melanoma_sensitivity_target") or 0, record.get("melanoma_specificity_floor") or 0
+        asked = ", ".join(([f"melanoma sensitivity {target:g}"] if target else [])
+                          + ([f"specificity at least {floor:g}"] if floor else []))
         table = render.table(f"{run}: calibrated on {record['images']} images it never trained on"
-                             + (f", melanoma sensitivity {target:g}" if target else ""), ("", *kept), numeric=kept)
+                             + (f", {asked}" if asked else ""), ("", *heads), numeric=heads)
         for when in ("before", "after"):
-            render.add_row(table, (when, *("n/a" if record[when][k] is None else f"{record[when][k]:.3f}"
+            render.add_row(table, (when, *("n/a" if record[when].get(k) is None else f"{record[when][k]:.3f}"
                                            for k in kept)))
         render.print_table(table)
         render.info(f"melanoma offset {record['melanoma_bias']:+.2f} on the log-probability, temperature "

@@ -26,11 +26,13 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
 
 
 def with_melanoma(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
-    """`summary` and melanoma sensitivity (None where no case is melanoma): what an operating point trades."""
+    """`summary`, melanoma sensitivity and specificity (None where no case is, or every case is, melanoma):
+    what an operating point trades."""
     mel = CLASS_INDEX["mel"]
     cases = y_true == mel
     return {**summary(y_true, y_pred),
-            "melanoma_sensitivity": float((y_pred[cases] == mel).mean()) if cases.any() else None}
+            "melanoma_sensitivity": float((y_pred[cases] == mel).mean()) if cases.any() else None,
+            "melanoma_specificity": float((y_pred[~cases] != mel).mean()) if (~cases).any() else None}
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:

@@ -8,6 +8,7 @@ reader can see what each step bought and that the test split played no part in c
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,22 @@ from hamcli.inference.postprocess import Postprocess
 TAUS = tuple(round(0.1 * i, 1) for i in range(21))  # 0 .. 2 in steps of 0.1
 BIASES = tuple(round(0.05 * i, 2) for i in range(81))  # 0 .. 4 in steps of 0.05
 MELANOMA = CLASS_CODES.index("mel")
+
+
+class MelanomaTarget(NamedTuple):
+    """A melanoma operating point as asked: the validation sensitivity to reach (0: none) and the validation
+    specificity not to fall below on the way (0: no floor)."""
+
+    sensitivity: float = 0.0
+    specificity: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: dict) -> MelanomaTarget:
+        return cls(float(config.get("melanoma_sensitivity") or 0.0), float(config.get("melanoma_specificity") or 0.0))
+
+    def as_options(self) -> dict:
+        """The keyword arguments of `calibrate`, and the names a run's options record them under."""
+        return {"melanoma_sensitivity": self.sensitivity, "melanoma_specificity": self.specificity}
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -48,27 +65,38 @@ def choose_tau(logits: np.ndarray, y: np.ndarray, log_prior: np.ndarray, max_acc
     return best_tau
 
 
-def choose_bias(logits: np.ndarray, y: np.ndarray, target: float, cls: int = MELANOMA) -> float:
+def choose_bias(logits: np.ndarray, y: np.ndarray, target: float, cls: int = MELANOMA,
+                specificity: float = 0.0) -> float:
     """The smallest offset to class `cls`'s logit that makes its sensitivity (recall) reach `target` on
-    (logits, y); the largest offset tried if none does; 0 where the class has no example."""
+    (logits, y); the largest offset tried if none does; 0 where the class has no example. With a
+    `specificity` floor it stops at the largest offset that keeps the class's specificity (the share of other
+    rows not called `cls`) at or above the floor, short of `target` if it must (0 if the class is already
+    below it): "sensitivity 0.65, but not below specificity 0.90"."""
     positive = y == cls
     if not positive.any():
         return 0.0
+    chosen = 0.0
     for bias in BIASES:
         shifted = logits.copy()
         shifted[:, cls] += bias
-        if (shifted.argmax(1)[positive] == cls).mean() >= target - 1e-9:
+        called = shifted.argmax(1) == cls
+        if specificity > 0 and (~positive).any() and (~called[~positive]).mean() < specificity - 1e-9:
+            return chosen
+        chosen = bias
+        if called[positive].mean() >= target - 1e-9:
             return bias
-    return BIASES[-1]
+    return chosen
 
 
 def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_shift: str | float,
-              max_accuracy_drop: float = 0.02, melanoma_sensitivity: float = 0.0) -> tuple[Postprocess, dict]:
+              max_accuracy_drop: float = 0.02, melanoma_sensitivity: float = 0.0,
+              melanoma_specificity: float = 0.0) -> tuple[Postprocess, dict]:
     """Fit on validation logits; returns the postprocessing and a record of its effect on validation.
 
     In order: the prior shift (`none`, a number, or `auto`: the best balanced accuracy within
-    `max_accuracy_drop`), then the melanoma operating point (if `melanoma_sensitivity` > 0), then the
-    temperature on the result.
+    `max_accuracy_drop`), then the melanoma operating point (`melanoma_sensitivity`, never below
+    `melanoma_specificity`; a floor alone asks for the most sensitive point above it), then the temperature
+    on the result.
     """
     counts = np.asarray(train_counts, dtype=np.float64).clip(min=1)
     log_prior = np.log(counts / counts.sum())
@@ -78,8 +106,8 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
         tau = 0.0 if prior_shift == "none" else float(prior_shift)
     shifted = logits - tau * log_prior
     bias = np.zeros(logits.shape[1])
-    if melanoma_sensitivity > 0:
-        bias[MELANOMA] = choose_bias(shifted, y, melanoma_sensitivity)
+    if melanoma_sensitivity > 0 or melanoma_specificity > 0:
+        bias[MELANOMA] = choose_bias(shifted, y, melanoma_sensitivity or 1.0, specificity=melanoma_specificity)
         shifted = shifted + bias
     temperature = fit_temperature(shifted, y)
     post = Postprocess(temperature, tau, tuple(float(v) for v in log_prior),
@@ -87,7 +115,8 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
     before, after = np.exp(_log_softmax(logits)), np.exp(_log_softmax(shifted / temperature))
     record = {"fitted_on": "validation", "images": int(len(y)), "temperature": round(temperature, 4), "tau": tau,
               "prior_shift": prior_shift, "max_accuracy_drop": max_accuracy_drop,
-              "melanoma_sensitivity_target": melanoma_sensitivity, "melanoma_bias": float(bias[MELANOMA]),
+              "melanoma_sensitivity_target": melanoma_sensitivity, "melanoma_specificity_floor": melanoma_specificity,
+              "melanoma_bias": float(bias[MELANOMA]),
               "before": {**with_melanoma(y, logits.argmax(1)), "ece": expected_calibration_error(y, before)},
               "after": {**with_melanoma(y, shifted.argmax(1)), "ece": expected_calibration_error(y, after)}}
     return post, record

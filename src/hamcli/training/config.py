@@ -62,6 +62,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; 0.999 typical)
     prior_shift: str = "none"  # none, auto (chosen on validation) or a number: logit adjustment towards rare classes
     melanoma_sensitivity: float = 0.0  # operating point: raise melanoma's logit until validation recall reaches it
+    melanoma_specificity: float = 0.0  # ...never below this validation specificity (alone: the most sensitive point)
     refit: str | None = None  # a finished run: train on its training and validation rows, keep the last epoch
     refit_fold: str | None = None  # "k/K": a refit leaving out fold k of K, for the refit's out-of-fold calibration
     device: str = "auto"
@@ -130,6 +131,9 @@ class TrainConfig:
         if not 0 <= self.melanoma_sensitivity < 1:
             raise UsageError(f"--melanoma-sensitivity {self.melanoma_sensitivity}: a fraction in [0, 1), "
                              "e.g. 0.65 (0 keeps the argmax)")
+        if not 0 <= self.melanoma_specificity < 1:
+            raise UsageError(f"--melanoma-specificity {self.melanoma_specificity}: a fraction in [0, 1), "
+                             "e.g. 0.9 (0: no floor)")
         if self.freeze_early < 0 or self.early_stop < 0:
             raise UsageError("--freeze-early and --early-stop must be zero or positive")
         if self.unfreeze_after is not None and (self.unfreeze_after < 1 or not self.freeze_backbone):

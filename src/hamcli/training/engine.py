@@ -437,7 +437,8 @@ class Trainer:
             out = infer_logits(model, self.images[torch.from_numpy(d.val_idx)], self.prec, self.mean, self.std,
                                batch_size=max(self.cfg.batch_size, 128)).numpy()
             post, record = calibrate(out, y, counts, self.cfg.prior_shift,
-                                     melanoma_sensitivity=self.cfg.melanoma_sensitivity)
+                                     melanoma_sensitivity=self.cfg.melanoma_sensitivity,
+                                     melanoma_specificity=self.cfg.melanoma_specificity)
             checkpoint.update(path, postprocess=post.as_dict(), calibration=record)
             found[name] = record
         return found.get("best.pt")

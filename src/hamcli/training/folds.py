@@ -30,6 +30,7 @@ from hamcli.runs import (
     set_latest,
 )
 from hamcli.training import distributed
+from hamcli.training.calibrate import MelanomaTarget
 from hamcli.training.config import TrainConfig
 from hamcli.training.engine import Trainer, TrainEvents
 
@@ -44,7 +45,7 @@ def train_folds(cfg: TrainConfig, events: TrainEvents | None = None) -> Path:
         raise UsageError(f"--all-folds: prepared dataset {prepared.name!r} has no folds; "
                          "run `hamcli prepare --folds K` first")
     calibrated = len(calibration_rows(prepared.manifest)) > 0
-    if cfg.melanoma_sensitivity > 0 and not calibrated:
+    if (cfg.melanoma_sensitivity > 0 or cfg.melanoma_specificity > 0) and not calibrated:
         raise UsageError(f"--all-folds --melanoma-sensitivity: every row of {prepared.name!r} outside its test split "
                          "is in some fold's training rows, so none is left to fit the family's operating point on; "
                          "prepare with a val split, which no fold trains on (e.g. `--split 70/15/15 --folds "
@@ -70,7 +71,8 @@ def _train_folds(cfg: TrainConfig, events: TrainEvents | None, prepared: Prepare
             members, best = [], []
             for fold in range(k):
                 # The operating point is the family's, fitted below on every fold's validation rows.
-                run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None, melanoma_sensitivity=0.0),
+                run_dir = Trainer(replace(cfg, data=prepared.name, fold=fold, name=None, melanoma_sensitivity=0.0,
+                                          melanoma_specificity=0.0),
                                   events, run_dir=family / f"fold{fold}").run()
                 members.append(run_dir.name)
                 if ctx.main:
@@ -83,7 +85,8 @@ def _train_folds(cfg: TrainConfig, events: TrainEvents | None, prepared: Prepare
                                                          "data": prepared.name, "val": stats})
                 fsio.write_json(family / "config.json", {**asdict(cfg), "all_folds": k})
                 if calibrated:
-                    fit_family_postprocess(family, cfg.melanoma_sensitivity)
+                    fit_family_postprocess(family, MelanomaTarget(cfg.melanoma_sensitivity,
+                                                                  cfg.melanoma_specificity))
         if ctx.main:
             set_latest(paths.runs_dir() / name)
         distributed.barrier(ctx)
@@ -121,10 +124,11 @@ def out_of_fold(family: Path) -> OutOfFold:
                      [m.name for m in members])
 
 
-def fit_family_postprocess(family: Path, target: float = 0.0, prior_shift: str | None = None) -> dict:
+def fit_family_postprocess(family: Path, target: MelanomaTarget = MelanomaTarget(),
+                           prior_shift: str | None = None) -> dict:
     """The family's own postprocessing, fitted as a run's is (`hamcli.training.calibrate.calibrate`: prior
-    shift `prior_shift` (None: as the members were configured), the melanoma operating point for `target`
-    sensitivity (none for 0), then the temperature), on the family's own average of its members' raw
+    shift `prior_shift` (None: as the members were configured), the melanoma operating point `target` (none
+    for zeros), then the temperature), on the family's own average of its members' raw
     probabilities, on rows no member trained on: the val split of a K-fold family's dataset, which no fold
     trains on, or the validation rows every run of an ensemble chose its epoch on. Recorded in family.json
     (so every command that loads the family applies it to that same average) with its effect on those
@@ -134,7 +138,7 @@ def fit_family_postprocess(family: Path, target: float = 0.0, prior_shift: str |
     info = json.loads((family / "family.json").read_text())
     probs, y, fitted_on, counts, configured = held_out_average(family)
     logits = np.log(np.clip(probs, 1e-12, 1.0))
-    post, record = calibrate(logits, y, counts, prior_shift or configured, melanoma_sensitivity=target)
+    post, record = calibrate(logits, y, counts, prior_shift or configured, **target.as_options())
     record["fitted_on"] = fitted_on
     fsio.write_json(family / "family.json", {**info, "postprocess": post.as_dict(), "calibration": record,
                                              "members_raw": True})

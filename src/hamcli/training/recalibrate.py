@@ -26,18 +26,24 @@ import hamcli.models.checkpoint as checkpoint
 import hamcli.slots as slots
 from hamcli.errors import UsageError
 from hamcli.runs import finished_checkpoint, is_family, resolve_run
+from hamcli.training.calibrate import MelanomaTarget
 
 ACCURACY_WARNING = 0.05  # an operating point that costs more accuracy than this on held-out rows is pointed out
 
 
 def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, folds: int | None = None,
-                events=None, prior_shift: str | None = None) -> dict:  # noqa: ANN001 - TrainEvents for --folds
-    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target (None: the run's own),
-    with prior shift `prior_shift` (none, auto or a number; None: the run's own), on rows it never trained on;
-    returns the record of its effect there (`before`, `after`)."""
+                events=None, prior_shift: str | None = None,  # noqa: ANN001 - TrainEvents for --folds
+                melanoma_specificity: float | None = None) -> dict:
+    """Fit `run`'s postprocessing again so that melanoma sensitivity reaches the target without its specificity
+    falling below the floor (each None: the run's own), with prior shift `prior_shift` (none, auto or a number;
+    None: the run's own), on rows it never trained on; returns the record of its effect there (`before`,
+    `after`)."""
     if melanoma_sensitivity is not None and not 0 <= melanoma_sensitivity < 1:
         raise UsageError(f"--melanoma-sensitivity {melanoma_sensitivity}: a fraction in [0, 1), e.g. 0.6 (0: no "
                          "operating point)")
+    if melanoma_specificity is not None and not 0 <= melanoma_specificity < 1:
+        raise UsageError(f"--melanoma-specificity {melanoma_specificity}: a fraction in [0, 1), e.g. 0.9 (0: no "
+                         "floor)")
     if prior_shift is not None:
         from hamcli.training.config import TrainConfig
 
@@ -54,13 +60,13 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, fold
                     "an ensemble"
                 raise UsageError(f"--folds: {named.name} is {kind}, calibrated on its own held-out rows; --folds "
                                  "is for refits")
-            target = _target(run_dir, melanoma_sensitivity)
+            target = _target(_options(run_dir), melanoma_sensitivity, melanoma_specificity)
             record = fit_family_postprocess(run_dir, target, prior_shift)
             _record_target(run_dir, target, prior_shift)
             return record
         best = run_dir / "best.pt"
         config = checkpoint.load(best)["config"]
-        target = config.get("melanoma_sensitivity", 0.0) if melanoma_sensitivity is None else melanoma_sensitivity
+        target = _target(config, melanoma_sensitivity, melanoma_specificity)
         config = {**config, "prior_shift": prior_shift or config.get("prior_shift", "none")}
         if config.get("refit"):
             if not folds:
@@ -84,22 +90,27 @@ def accuracy_cost(record: dict) -> float:
     return float(record["before"]["accuracy"] - record["after"]["accuracy"])
 
 
-def _target(run_dir: Path, given: float | None) -> float:
-    if given is not None:
-        return given
+def _options(run_dir: Path) -> dict:
     try:
-        return float(json.loads((run_dir / "config.json").read_text()).get("melanoma_sensitivity") or 0.0)
+        return json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return 0.0
+        return {}
 
 
-def _record_target(run_dir: Path, melanoma_sensitivity: float, prior_shift: str | None = None) -> None:
+def _target(config: dict, sensitivity: float | None, specificity: float | None) -> MelanomaTarget:
+    """The operating point asked for, each part not given taken from the run's recorded options."""
+    own = MelanomaTarget.from_config(config)
+    return MelanomaTarget(own.sensitivity if sensitivity is None else sensitivity,
+                          own.specificity if specificity is None else specificity)
+
+
+def _record_target(run_dir: Path, target: MelanomaTarget, prior_shift: str | None = None) -> None:
     """The run's recorded options take the new target (and prior shift), so that `hamcli train --config
     runs/RUN/config.toml` (a family: its config.json) repeats the run as it now stands, not as it was first
     calibrated."""
     from hamcli.configfile import dumps, read
 
-    changed = {"melanoma_sensitivity": melanoma_sensitivity, **({"prior_shift": prior_shift} if prior_shift else {})}
+    changed = {**target.as_options(), **({"prior_shift": prior_shift} if prior_shift else {})}
     options = run_dir / "config.json"
     if options.exists():
         fsio.write_json(options, {**json.loads(options.read_text()), **changed})
@@ -113,7 +124,7 @@ def _record_target(run_dir: Path, melanoma_sensitivity: float, prior_shift: str 
         fsio.write_text(toml, dumps(document, comment=comment))
 
 
-def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float, prior_shift: str | None = None) -> dict:
+def recalibrate_checkpoint(path: Path, target: MelanomaTarget, prior_shift: str | None = None) -> dict:
     """Prior shift (`prior_shift`, else as the run was configured), melanoma offset and temperature fitted
     again on the validation rows the checkpoint chose its epoch on."""
     from hamcli.evaluation.scoring import held_out
@@ -128,9 +139,9 @@ def recalibrate_checkpoint(path: Path, melanoma_sensitivity: float, prior_shift:
     config = predictor.ckpt_meta["config"]
     shift = prior_shift or config.get("prior_shift", "none")
     post, record = calibrate(logits, val.y_true, predictor.ckpt_meta["data"]["train_counts"], shift,
-                             melanoma_sensitivity=melanoma_sensitivity)
+                             **target.as_options())
     checkpoint.update(path, postprocess=post.as_dict(), calibration=record,
-                      config={**config, "melanoma_sensitivity": melanoma_sensitivity, "prior_shift": shift})
+                      config={**config, **target.as_options(), "prior_shift": shift})
     return record
 
 
@@ -162,7 +173,8 @@ def out_of_fold_logits(run_dir: Path, config: dict, folds: int, events=None  # n
     return np.concatenate(logits), np.concatenate(labels), ids, fold
 
 
-def _calibrate_refit(run_dir: Path, config: dict, folds: int, target: float, events=None) -> dict:  # noqa: ANN001
+def _calibrate_refit(run_dir: Path, config: dict, folds: int, target: MelanomaTarget,
+                     events=None) -> dict:  # noqa: ANN001
     import pandas as pd
 
     from hamcli.classes import CLASS_CODES
@@ -173,7 +185,7 @@ def _calibrate_refit(run_dir: Path, config: dict, folds: int, target: float, eve
     best = run_dir / "best.pt"
     logits, y, ids, fold = out_of_fold_logits(run_dir, config, folds, events)
     post, record = calibrate(logits, y, checkpoint.load(best)["data"]["train_counts"],
-                             config.get("prior_shift", "none"), melanoma_sensitivity=target)
+                             config.get("prior_shift", "none"), **target.as_options())
     record["fitted_on"] = (f"out-of-fold predictions of this refit's recipe: {folds} models, each trained without one "
                            "lesion-grouped fold of the refit's rows and predicting that fold")
     table = pd.DataFrame({"image_id": ids, "fold": fold, "true_dx": [CLASS_CODES[i] for i in y]})
@@ -182,5 +194,5 @@ def _calibrate_refit(run_dir: Path, config: dict, folds: int, target: float, eve
     with fsio.atomic_path(run_dir / "calibration-oof.csv") as tmp:
         table.to_csv(tmp, index=False)
     checkpoint.update(best, postprocess=post.as_dict(), calibration=record,
-                      config={**config, "melanoma_sensitivity": target})
+                      config={**config, **target.as_options()})
     return record
