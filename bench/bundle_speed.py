@@ -1,7 +1,8 @@
 """The bundled model against another model file, in one run, whole processes: size, `hamcli predict` over
 1,000 images, one `hamcli gradcam`.
 
-    python bench/bundle_speed.py --old /work/old-bundle.pt [--data ../shared/ham10000-full] [--repeat 3]
+    python bench/bundle_speed.py --old /work/old-bundle.pt [--new CANDIDATE.pt] [--data ../shared/ham10000-full]
+                                 [--repeat 3]
 
 Issue 27 asks the new bundle to predict 1,000 images at least 3x as fast as the one it replaces, measured
 in one run against it: both are timed here alternately (A, B, A, B, ...), each `hamcli predict - -f csv` on
@@ -41,6 +42,7 @@ def spread(values: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, required=True, help="the model file to compare against")
+    parser.add_argument("--new", type=Path, default=None, help="a model file to time (default: the bundled one)")
     parser.add_argument("--data", type=Path, default=Path("../shared/ham10000-full"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -50,7 +52,7 @@ def main() -> None:
     listing = home / "files.txt"
     listing.write_text("\n".join(files) + "\n")
     one = str(sorted((Path(hamcli.__file__).parent / "samples" / "images").glob("*.jpg"))[0])
-    models = {"new": "bundled", "old": str(args.old)}
+    models = {"new": str(args.new) if args.new else "bundled", "old": str(args.old)}
     predict: dict[str, list[float]] = {k: [] for k in models}
     cam: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(args.repeat):
@@ -59,13 +61,14 @@ def main() -> None:
             cam[key].append(timed([*HAMCLI, "gradcam", one, "--model", model, "-o", str(home / f"{key}.png")], env))
     from hamcli.runs import BUNDLED_FILE
 
-    sizes = {"new": BUNDLED_FILE.stat().st_size, "old": args.old.stat().st_size}
+    sizes = {"new": (args.new or BUNDLED_FILE).stat().st_size, "old": args.old.stat().st_size}
     emit({"images": len(files), "repeat": args.repeat,
           "predict_1000_s": {k: spread(v) for k, v in predict.items()},
           "predict_images_per_s": {k: round(len(files) / statistics.median(v), 1) for k, v in predict.items()},
           "throughput_ratio": round(statistics.median(predict["old"]) / statistics.median(predict["new"]), 2),
           "gradcam_one_s": {k: spread(v) for k, v in cam.items()},
-          "file_mb": {k: round(v / 1e6, 1) for k, v in sizes.items()}, "old": str(args.old)})
+          "file_mb": {k: round(v / 1e6, 1) for k, v in sizes.items()}, "old": str(args.old),
+          "new": str(args.new or "bundled")})
 
 
 if __name__ == "__main__":

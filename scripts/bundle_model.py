@@ -102,6 +102,8 @@ def main() -> None:
                         help="refuse, before the test split is scored, a file larger than this (MB)")
     parser.add_argument("--test-split", default="a lesion-grouped test split no choice touched",
                         help="how the model card describes the test split")
+    parser.add_argument("--no-test", action="store_true",
+                        help="write the file without scoring the test split (to time it first); no results file")
     parser.add_argument("--describe", action="store_true",
                         help="only write the JSON summary of --out beside it (what `hamcli info` shows)")
     args = parser.parse_args()
@@ -165,6 +167,14 @@ def main() -> None:
         bundle |= {k: ckpts[0][k] for k in own if k in ckpts[0]}
         bundle["state_dict"] = cast(ckpts[0]["state_dict"], dtype)
 
+    if args.no_test:
+        bundle["bundle"] = {"licence": LICENCE, "members": len(paths), "test": None,
+                            "weights_dtype": "fp16" if dtype == torch.float16 else "fp32",
+                            "fp16_top_class_differences_on_validation": differ_fp16, "precision": stored.precision}
+        with fsio.atomic_path(args.out) as tmp:
+            torch.save(bundle, tmp)
+        print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, "test": "not scored"}))
+        return
     val_report = figures(stored, val, args.bootstrap)
     test_set = scoring.held_out(stored, "test")  # scored once, on the weights as stored
     test_report = figures(stored, test_set, args.bootstrap)
