@@ -157,26 +157,35 @@ def calibration_rows(manifest: pd.DataFrame) -> np.ndarray:
 
 
 def missing_in_parts(table: pd.DataFrame, split: np.ndarray, spec: SplitSpec, limit: int | None) -> list[str]:
-    """One warning per class that has training images but none in an evaluated part (val or test), saying
-    what would fix it: metrics on that part would otherwise silently average over fewer classes."""
+    """A warning for each evaluated part (val, test) that lacks a class with training images, naming the
+    classes and the one fix that covers them all (for too few lesions, the largest --limit or part any of
+    them needs): metrics on that part would otherwise silently average over fewer classes."""
     import math
 
     warnings_out = []
-    parts = {"val": spec.val, "test": spec.test}
-    for dx, rows in table.groupby("dx", sort=True):
-        in_split = split[rows.index.to_numpy()]
-        lesions = rows["lesion_id"].nunique()
-        if not (in_split == "train").any():
+    for part, percent in (("val", spec.val), ("test", spec.test)):
+        if not percent:
             continue
-        for part, percent in parts.items():
-            if percent and not (in_split == part).any():
-                needed = math.ceil(100 / percent)  # lesions of the class for the part to expect one
+        needed = math.ceil(100 / percent)  # lesions of a class for the part to expect one
+        few, unlucky = {}, []
+        for dx, rows in table.groupby("dx", sort=True):
+            in_split = split[rows.index.to_numpy()]
+            if (in_split == "train").any() and not (in_split == part).any():
+                lesions = rows["lesion_id"].nunique()
                 if lesions < needed:
-                    why = f"too few for a {percent}% {part} part (it needs about {needed})"
-                    fix = (f"raise --limit to at least {math.ceil(limit * needed / lesions)}" if limit else
-                           f"use a split whose {part} part is at least {math.ceil(100 / lesions)}%")
+                    few[dx] = lesions
                 else:
-                    why, fix = f"and by chance none fell in the {percent}% {part} part", "try another --seed"
-                warnings_out.append(f"class {dx} has {lesions} lesion(s), {why}: no {dx} image is in {part}, so "
-                                    f"metrics there average over fewer classes; {fix}")
+                    unlucky.append(dx)
+        if few:
+            many = len(few) > 1
+            fix = (f"raise --limit to at least {max(math.ceil(limit * needed / n) for n in few.values())}" if limit
+                   else f"use a split whose {part} part is at least {max(math.ceil(100 / n) for n in few.values())}%")
+            names = ", ".join(f"{dx} ({n} lesion{'s' if n != 1 else ''})" for dx, n in few.items())
+            warnings_out.append(f"class{'es' if many else ''} {names} {'are' if many else 'is'} too few for a "
+                                f"{percent}% {part} part (about {needed} lesions a class): no image of "
+                                f"{'them' if many else 'it'} is in {part}, so metrics there average over fewer "
+                                f"classes; {fix}")
+        if unlucky:
+            warnings_out.append(f"by chance no image of class {', '.join(unlucky)} fell in the {percent}% {part} "
+                                "part, so metrics there average over fewer classes; try another --seed")
     return warnings_out
