@@ -118,3 +118,22 @@ def test_all_folds_on_two_processes_trains_every_fold(prepared_tiny, hamcli_home
     family = hamcli_home / "data" / "runs" / "fam"
     assert json.loads((family / "family.json").read_text())["folds"] == 2
     assert all(checkpoint.load(family / f"fold{k}" / "best.pt")["world_size"] == 2 for k in (0, 1))
+
+
+def test_distilling_on_two_processes_shares_rank_0s_teacher_answers_or_its_refusal(trained_run, prepared_tiny):
+    # Rank 0 runs the teacher and broadcasts its softened answers (or its refusal) to the others.
+    result = runner.invoke(app, ["train", "--data", "tiny", "--arch", "lenet", "--epochs", "1", "--batch-size", "4",
+                                 "--distil-from", "tiny-lenet", "--devices", "2", "--name", "taught", "-q",
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    best = checkpoint.load(trained_run.parent / "taught" / "best.pt")
+    assert best["world_size"] == 2 and best["config"]["distil_from"] == "tiny-lenet"
+    # A teacher rank 0 refuses (it takes 32 px images; tiny24 holds 24 px): every rank stops, said once.
+    from hamcli.data.prepare import PrepareConfig, prepare
+
+    prepare(name="tiny24", config=PrepareConfig(split="50/25/25", size="24"))
+    refused = runner.invoke(app, ["train", "--data", "tiny24", "--arch", "lenet", "--epochs", "1",
+                                  "--distil-from", "tiny-lenet", "--devices", "2", "--name", "taught2"])
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert refused.exit_code != 0 and "Traceback" not in refused.output, refused.output
+    assert len(errors) == 1 and "the teacher takes 32x32 images" in errors[0], refused.stderr

@@ -148,8 +148,17 @@ class Trainer:
         if cfg.distil_from:
             from hamcli.training.distil import soft_targets
 
-            soft, self.distil_line = soft_targets(cfg.distil_from, self.prepared, self.data.images, self.data.train_idx,
-                                                  self.data.val_idx, cfg.distil_temperature)
+            found: object = None
+            if self.dist.main:  # the teacher runs once, on rank 0; the others take its answers (or its refusal)
+                try:
+                    found = soft_targets(cfg.distil_from, self.prepared, self.data.images, self.data.train_idx,
+                                         self.data.val_idx, cfg.distil_temperature)
+                except Exception as exc:  # noqa: BLE001 - every rank raises it, none waits for answers
+                    found = exc
+            found = distributed.broadcast(found, self.dist)
+            if isinstance(found, Exception):
+                raise found
+            soft, self.distil_line = found
             self.soft = soft.to(self.on)
         weight = class_weights(self.train_labels, cfg.class_weight)
         self.loss_fn = torch.nn.CrossEntropyLoss(
