@@ -5,7 +5,8 @@
 Every figure in the card comes from a committed result file: the bundle's record, the decisions of
 rules 7 and 8 (bench/results/rule7_decide.jsonl, rule8_decide.jsonl), the overlap of the test split with
 the development subset (bench/results/rule7_overlap.jsonl) and the speed of the shipped model
-(bench/results/serve_bench.jsonl, bench/results/predict_bench.jsonl). The prose around them is here. Rerun it after re-bundling.
+(bench/results/serve_bench.jsonl, bench/results/predict_bench.jsonl). The prose around them is here.
+Rerun it after re-bundling.
 """
 
 from __future__ import annotations
