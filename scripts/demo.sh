@@ -21,7 +21,7 @@ say "3. a short real training run (LeNet, 5 epochs). Seven images teach a model 
 hamcli train --arch lenet --data demo --epochs 5 --batch-size 8 --lr 0.003 --name demo-lenet --overwrite --quiet
 note "what this home now holds (hamcli info):"
 hamcli info
-say "4. the model bundled with hamcli (EfficientNet-Lite0 fine-tuned on 7,009 HAM10000 images) on these" \
+say "4. the model bundled with hamcli (the row 'bundled' above: its architecture and training data) on these" \
     "14 samples, beside their true classes. It trained on most of HAM10000, so most samples were among its" \
     "training or validation images (marked seen): their answers say nothing about new images (model card)"
 hamcli predict "$SAMPLES/images" --model bundled --top-k 2 --labels "$SAMPLES/metadata.csv"
