@@ -59,7 +59,7 @@ def held_out(predictor: Predictor, split: str = "test") -> EvalSet:
         if config.get("refit"):
             raise UsageError(f"{card.path}: a refit trains on its validation rows too, so none are held out; "
                              f"score its source run {config['refit']!r} with --split val, or this one on its test "
-                             "split (`hamcli ensemble --operating-point-from` gives refits an operating point)")
+                             "split (`hamcli calibrate REFIT --folds K` fits a refit's operating point)")
         rows = train_val_rows(m, config.get("fold"), carve_seed(config), prepared.name)[1]
     else:
         rows = np.flatnonzero(m["split"].to_numpy() == "test")
@@ -77,9 +77,9 @@ def _shared_validation(ensemble: Ensemble) -> EvalSet:
     from hamcli.data.splits import calibration_rows
     from hamcli.inference.ensemble import member_name
 
-    info = ensemble.family / "family.json"
-    if ensemble.family.is_dir() and info.exists() and not _json(info).get("ensemble_of"):
-        prepared = PreparedDataset.open(_json(info)["data"])
+    info = _family_record(ensemble)
+    if info and not info.get("ensemble_of"):
+        prepared = PreparedDataset.open(info["data"])
         rows = calibration_rows(prepared.manifest)
         if len(rows):
             m = prepared.manifest
@@ -90,8 +90,7 @@ def _shared_validation(ensemble: Ensemble) -> EvalSet:
     if any(val.image_ids != sets[0].image_ids for val in sets):
         raise UsageError(f"{ensemble.family.name}: its members ({', '.join(map(member_name, ensemble.members))}) "
                          "were validated on different rows (a K-fold family's folds, or runs of other prepared data, "
-                         "fold or --seed), so no rows are held out from all of them: score it on its test split "
-                         "(`hamcli ensemble --operating-point-from` takes another family's operating point)")
+                         "fold or --seed), so no rows are held out from all of them: score it on its test split")
     return sets[0]
 
 
@@ -194,7 +193,12 @@ def evaluate(ref: str | Path | None = None, precision: str = "fp32", **kwargs) -
     return result
 
 
+def _family_record(ensemble: Ensemble) -> dict:
+    """The family's family.json ({} for an ensemble loaded from one file)."""
+    info = ensemble.family / "family.json"
+    return _json(info) if ensemble.family.is_dir() and info.exists() else {}
+
+
 def _family_folds(ensemble: Ensemble) -> int | None:
     """K for a K-fold family (family.json's `folds`), None for an ensemble of separate runs."""
-    info = ensemble.family / "family.json"
-    return _json(info).get("folds") if ensemble.family.is_dir() and info.exists() else None
+    return _family_record(ensemble).get("folds")
