@@ -35,19 +35,21 @@ def test_every_long_option_is_documented(name):
 
 
 def _named_options(text: str) -> list[tuple[str, str]]:
-    """(command, option) for each `--option` in a backticked or indented `hamcli COMMAND ...` in `text`."""
+    """(command, option) for each `--option` in a backticked or indented `hamcli COMMAND ...` in `text`; a
+    command named without options gives (command, "--help"), so that it is checked too."""
     import re
 
     found = []
     for match in re.finditer(r"`hamcli ([a-z]+)([^`]*)`|^ {4,}hamcli ([a-z]+)(.*)$", text, re.MULTILINE):
         command, rest = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
         rest = rest.split("#")[0].split("|")[0]  # not a comment's words, nor the next command of a pipe
-        found += [(command, opt) for opt in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest)]
+        found += [(command, opt) for opt in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) or ["--help"]]
     return found
 
 
 def test_every_option_a_message_or_page_names_exists():
-    # The other way round: a message or a page that tells users to run `hamcli CMD --opt` names a real option.
+    # The other way round: a message or a page that tells users to run `hamcli CMD --opt` names a real command
+    # and option.
     root = Path(__file__).resolve().parents[1]
     texts = [*sorted((root / "src" / "hamcli").rglob("*.py")), *sorted(DOCS.glob("*.md")), root / "README.md"]
     commands = _commands()
@@ -55,6 +57,7 @@ def test_every_option_a_message_or_page_names_exists():
     for path in texts:
         for command, opt in _named_options(path.read_text()):
             if command not in commands:
+                wrong.append(f"{path.relative_to(root)}: `hamcli {command}` (no such command)")
                 continue
             known = {o for p in commands[command].params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
             if opt not in known:
