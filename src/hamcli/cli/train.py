@@ -406,7 +406,8 @@ def calibrate(
     cost = accuracy_cost(record)
     if cost > ACCURACY_WARNING:
         render.warn(f"this operating point costs {cost:.3f} accuracy on those rows ({record['before']['accuracy']:.3f} "
-                    f"-> {record['after']['accuracy']:.3f}); a lower --melanoma-sensitivity costs less")
+                    f"-> {record['after']['accuracy']:.3f}); a lower --melanoma-sensitivity, or a "
+                    "--melanoma-specificity floor such as 0.9, costs less")
 
 
 def register(app: typer.Typer) -> None:
