@@ -115,6 +115,17 @@ def rule8() -> list[dict]:
     return [r for r in decided if r["decided"] == last]
 
 
+def why_not(row: dict, decided: list[dict]) -> str:
+    """Why a rule 8 challenger did not replace A, from the decision's own figures."""
+    a = next(r for r in decided if r["candidate"] == "A")
+    auc = row["val_macro_roc_auc_raw"] - a["val_macro_roc_auc_raw"]
+    bal = row["val_balanced_accuracy_raw"] - a["val_balanced_accuracy_raw"]
+    if not row["same_split_as_a"]:
+        return f"{row['candidate']} was validated on other rows"
+    return (f"{row['candidate']}'s macro AUC {'+' if auc >= 0 else ''}{auc:.3f} and balanced accuracy "
+            f"{'+' if bal >= 0 else ''}{bal:.3f} against A's")
+
+
 def rule8_table(decided: list[dict]) -> str:
     out = ["| candidate | run | input | val macro AUC (raw) | val balanced acc. (raw) | val accuracy (raw) | "
            "fp16 MB | qualifies | chosen by (c) |", "|---|---|---|---:|---:|---:|---:|---|---|"]
@@ -314,8 +325,9 @@ def main() -> None:
                   f"`scripts/bundle_model.py`, after the bundle was built.{detour}\n\n{decision()}")
         if decided8:
             chosen += ("\n\nRule 8 (docs/benchmarks.md) then tried two challengers on the validation split, D (a Lite0 "
-                       "distilled from rule 7's three runs) and E (a Lite0 on the whole 4:3 frame); neither beat A "
-                       "by its terms, so A stays and no test row was read again:\n\n" + rule8_table(decided8))
+                       "distilled from rule 7's three runs) and E (a Lite0 on the whole 4:3 frame); "
+                       + "; ".join(why_not(r, decided8) for r in decided8 if r["candidate"] != "A")
+                       + ": neither qualified, A stays and no test row was read again:\n\n" + rule8_table(decided8))
     text = f"""# Model card: the bundled model
 
 `src/hamcli/bundled/{r['out']}` ({r['bytes'] / 1e6:.1f} MB, {r['weights_dtype']} weights) is what `hamcli predict`,
