@@ -37,7 +37,7 @@ def main() -> None:
             after = record["after"]
             emit({"run": run, "point": label, "val_images": len(val.y_true), "tau": record["tau"],
                   "melanoma_bias": record["melanoma_bias"],
-                  **{f"val_{k}": round(after[k], 4) for k in ("accuracy", "balanced_accuracy", "melanoma_sensitivity",
+                  **{f"val_{k}": round(after[k], 6) for k in ("accuracy", "balanced_accuracy", "melanoma_sensitivity",
                                                              "melanoma_specificity")}})
 
 
