@@ -150,7 +150,7 @@ def overlap() -> str:
 
 def speed() -> str:
     serve = [r for r in rows("serve_bench.jsonl") if r.get("model") == "bundled"]
-    predict = rows("bundle_speed.jsonl")
+    predict = [r for r in rows("bundle_speed.jsonl") if r.get("new", "bundled") == "bundled"]  # not a candidate's
     parts = []
     if serve:
         s = serve[-1]
