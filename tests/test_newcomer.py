@@ -107,6 +107,18 @@ def test_help_wraps_at_the_terminal_not_at_the_docstring_line_breaks():
     assert "(exit code 1). Research use only: not a diagnosis." in shown, shown
 
 
+def test_help_at_80_columns_cuts_no_option_name_or_word_short():
+    # rich used to end long option names and words with an ellipsis there (`--backbone-lr-mu…`)
+    import typer
+
+    commands = typer.main.get_command(app).commands
+    for command in ("", *commands):
+        shown = runner.invoke(app, [*([command] if command else []), "--help"], env={"COLUMNS": "80"}).stdout
+        assert "…" not in shown, f"hamcli {command} --help:\n{shown}"
+    train = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).stdout
+    assert "--backbone-lr-mult" in train and "--distil-temperature" in train
+
+
 def test_importing_an_unchanged_folder_again_is_a_no_op_and_a_changed_one_asks(dataset_folder, hamcli_home):
     assert runner.invoke(app, ["download", "--from", str(dataset_folder)]).exit_code == 0
     report = hamcli_home / "data" / "datasets" / "ham10000" / "report.json"

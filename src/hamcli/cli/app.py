@@ -11,7 +11,7 @@ import os
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 import hamcli.cli.data as data
 import hamcli.cli.evaluate as evaluate
@@ -73,12 +73,28 @@ def _reflow_help(command) -> None:  # noqa: ANN001 - a click Command or Group
         _reflow_help(sub)
 
 
+class _Command(TyperCommand):
+    """A command whose help folds long words instead of cutting them (`hamcli.cli.helptables`)."""
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001
+        from hamcli.cli.helptables import fold_help_tables
+
+        fold_help_tables()
+        super().format_help(ctx, formatter)
+
+
 class _Group(TyperGroup):
     """Turns a HamcliError raised by any command, and any usage error, into one red line and its exit code."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         _reflow_help(self)
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001
+        from hamcli.cli.helptables import fold_help_tables
+
+        fold_help_tables()
+        super().format_help(ctx, formatter)
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201
         try:
@@ -155,6 +171,9 @@ def root(
 
 for command_group in (data, models, recipes, train, evaluate, predict, gradcam, serve):
     command_group.register(app)
+for registered in app.registered_commands:
+    if registered.cls in (None, TyperCommand):
+        registered.cls = _Command
 
 
 def main() -> None:
