@@ -486,5 +486,14 @@ def test_the_python_api_says_what_it_takes(trained_run, images, tmp_path):
             model.predict(images / "img0.jpg", top_k=k)
     with pytest.raises(NotFoundError, match="no such file or folder"):
         hamcli.load_model(tmp_path / "nope.pt")
+    # Errors name the keywords a Python caller passed, not the command line's options; commands to run keep theirs.
+    with pytest.raises(UsageError, match=r"^target 'melanoma': choose pred") as wrong_class:
+        hamcli.gradcam(model, images / "img0.jpg", target="melanoma")
+    with pytest.raises(UsageError, match=r"epochs 0: must be at least 1") as wrong_epochs:
+        hamcli.train(arch="lenet", data="tiny", epochs=0)
+    assert "--" not in str(wrong_class.value) + str(wrong_epochs.value)
+    with pytest.raises(UsageError, match=r"^limit 5 is too low; run `hamcli prepare --limit 70` \(or `--limit 90`\)$"):
+        with hamcli._in_python_words():
+            raise UsageError("--limit 5 is too low; run `hamcli prepare --limit 70` (or `--limit 90`)")
     fast = hamcli.load_model("bundled", precision="bf16")  # the documented keyword
     assert "bf16" in fast.precision and "bf16" in fast.predict(images / "img0.jpg").precision

@@ -27,6 +27,32 @@ __all__ = ["CLASS_CODES", "CLASS_NAMES", "HamcliError", "Prediction", "Predictor
            "evaluate", "gradcam", "load_model", "prepare", "train"]
 
 
+def _in_python_words(aliases: dict[str, str] | None = None):  # noqa: ANN202 - a context manager
+    """Errors raised inside the library name command-line options (`--freeze-early 3: ...`); a Python caller
+    passed keywords. Outside backticks (which quote commands to run), `--some-option` becomes `some_option`
+    (or its keyword in `aliases`, e.g. `--class` -> `target`)."""
+    import contextlib
+    import re
+
+    def words(text: str) -> str:
+        parts = text.split("`")
+        for i in range(0, len(parts), 2):  # even parts lie outside backticks
+            parts[i] = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)",
+                              lambda m: (aliases or {}).get(m.group(0), m.group(1).replace("-", "_")), parts[i])
+        return "`".join(parts)
+
+    @contextlib.contextmanager
+    def translating():  # noqa: ANN202
+        try:
+            yield
+        except HamcliError as exc:
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (words(exc.args[0]), *exc.args[1:])
+            raise
+
+    return translating()
+
+
 def load_model(run_or_path: str | Path | None = None, device: str = "auto", precision: str = "fp32") -> Predictor:
     """Load a model to predict with: a run name or folder, a checkpoint file, a K-fold family (the ensemble
     of its folds), an ensemble, an exported .onnx file, or "bundled" for the model shipped with hamcli.
@@ -48,13 +74,14 @@ def download(source: str = "ham10000", from_path: str | Path | None = None, name
     what was found."""
     from pathlib import Path
 
-    if from_path is not None:
-        from hamcli.data.importers import import_dataset
+    with _in_python_words({"--from": "from_path"}):
+        if from_path is not None:
+            from hamcli.data.importers import import_dataset
 
-        return import_dataset(Path(from_path), name=name or "ham10000")
-    from hamcli.data.download import download_source
+            return import_dataset(Path(from_path), name=name or "ham10000")
+        from hamcli.data.download import download_source
 
-    return download_source(source, name=name)[0]
+        return download_source(source, name=name)[0]
 
 
 def prepare(source: str | None = None, name: str | None = None, **options: Any) -> Any:
@@ -63,7 +90,8 @@ def prepare(source: str | None = None, name: str | None = None, **options: Any) 
     from hamcli.data.prepare import PrepareConfig
     from hamcli.data.prepare import prepare as run
 
-    return run(source, name, PrepareConfig(**options))
+    with _in_python_words():
+        return run(source, name, PrepareConfig(**options))
 
 
 def train(**options: Any) -> Path:
@@ -72,7 +100,8 @@ def train(**options: Any) -> Path:
     from hamcli.training.config import TrainConfig
     from hamcli.training.runner import train as run
 
-    return run(TrainConfig(**options))
+    with _in_python_words():
+        return run(TrainConfig(**options))
 
 
 def evaluate(run: str | Path | None = None, **options: Any) -> dict:
@@ -81,7 +110,8 @@ def evaluate(run: str | Path | None = None, **options: Any) -> dict:
     `metrics` (accuracy, balanced_accuracy, per_class, confusion_matrix, ...) and `predictions`."""
     from hamcli.evaluation.scoring import evaluate as score
 
-    return score(run, **options)
+    with _in_python_words():
+        return score(run, **options)
 
 
 def gradcam(model: Predictor, image: Any, **options: Any) -> Any:
@@ -90,7 +120,8 @@ def gradcam(model: Predictor, image: Any, **options: Any) -> Any:
     `.predicted`, `.probability`, `.layer`. `hamcli.explain.overlay.overlay/panel` draw it."""
     from hamcli.explain.maps import explain
 
-    return explain(model, image, **options)
+    with _in_python_words({"--class": "target"}):
+        return explain(model, image, **options)
 
 
 def __getattr__(name: str) -> Any:
