@@ -315,8 +315,9 @@ class Trainer:
                           f"their benefit at {size_text(self.size)} px; prepare with --size {spec.input_size} (or at "
                           "least 128)")
         if self.cfg.compile and self.prec.device == "cpu":
-            advice.append("--compile on CPU: measured 0.94-1.03x the speed of eager steps after 51-108 s of compiling "
-                          "(docs/benchmarks.md, compile): on CPU, leave it out")
+            advice.append("--compile on CPU: in hamcli's measurements it was no faster than eager steps once "
+                          "compiled, after a minute or two of compiling (docs/benchmarks.md, compile): on CPU, leave "
+                          "it out")
         return advice
 
     @staticmethod
