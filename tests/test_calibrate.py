@@ -10,7 +10,15 @@ import hamcli
 import hamcli.models.checkpoint as checkpoint
 from hamcli.data.preprocess import to_float
 from hamcli.inference.postprocess import Postprocess
-from hamcli.training.calibrate import MELANOMA, calibrate, choose_bias, choose_tau, fit_temperature
+from hamcli.training.calibrate import (
+    BIASES,
+    MELANOMA,
+    calibrate,
+    choose_bias,
+    choose_tau,
+    fit_melanoma_offset,
+    fit_temperature,
+)
 
 
 def _sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -92,16 +100,28 @@ def test_a_specificity_floor_stops_the_melanoma_point_short_and_alone_asks_for_t
 
     free = choose_bias(logits, y, 0.9)
     assert point(free)[1] < 0.93  # reaching 0.9 sensitivity costs specificity below the floor used next
-    floored = choose_bias(logits, y, 0.9, specificity=0.93)
-    assert 0 < floored < free
-    assert point(floored)[1] >= 0.93 > point(floored + 0.05)[1]  # the largest offset that keeps the floor
-    assert choose_bias(logits, y, 0.9, specificity=0.999) == 0.0  # already below the floor: no offset
+    floored, why = fit_melanoma_offset(logits, y, 0.9, specificity=0.93)
+    assert 0 < floored < free and why == "specificity floor"
+    allowed = [b for b in BIASES if point(b)[1] >= 0.93 and all(point(c)[1] >= 0.93 for c in BIASES if c < b)]
+    most = max(point(b)[0] for b in allowed)
+    assert floored == min(b for b in allowed if point(b)[0] == most)  # the least offset giving the most allowed
+    assert fit_melanoma_offset(logits, y, 0.9, specificity=0.999) == (0.0, "below the floor before any offset")
     assert choose_bias(logits, y, 0.5, specificity=0.5) == choose_bias(logits, y, 0.5)  # a floor never met adds nothing
+    assert fit_melanoma_offset(logits, y, 0.5)[1] is None  # reached
     post, record = calibrate(logits, y, [30, 50, 110, 10, 110, 670, 20], 0.0, melanoma_specificity=0.93)
     assert post.bias[MELANOMA] == floored == record["melanoma_bias"]  # alone: sensitivity as high as the floor allows
-    assert record["melanoma_specificity_floor"] == 0.93
+    assert record["melanoma_specificity_floor"] == 0.93 and record["melanoma_stopped_by"] == "specificity floor"
     assert record["after"]["melanoma_specificity"] == pytest.approx(point(floored)[1])
     assert record["after"]["melanoma_sensitivity"] == pytest.approx(point(floored)[0])
+
+
+def test_an_offset_that_buys_no_sensitivity_is_not_added():
+    # Two melanomas the offset can never reach (another class far ahead): the target 1.0 is out of reach.
+    logits = np.zeros((6, 7))
+    y = np.array([MELANOMA, MELANOMA, MELANOMA, 5, 5, 5])
+    logits[:, 5] = [0.12, 9.0, 9.0, 1.0, 1.0, 1.0]  # the first melanoma needs +0.15, the others +9
+    bias, why = fit_melanoma_offset(logits, y, 1.0)
+    assert bias == 0.15 and why == "no offset reaches it"  # not +4: nothing past 0.15 calls another melanoma
 
 
 def test_postprocess_is_applied_the_same_to_numpy_and_torch_and_refuses_bad_records():
@@ -156,3 +176,19 @@ def test_calibrate_can_change_the_prior_shift_and_records_it(trained_run):
     assert _json.loads((trained_run / "config.json").read_text())["prior_shift"] == "auto"
     bad = _Runner().invoke(_app, ["calibrate", "tiny-lenet", "--prior-shift", "sideways"])
     assert bad.exit_code == 2 and "--prior-shift" in bad.output
+
+
+def test_calibrate_says_when_the_melanoma_point_fell_short(capsys):
+    from hamcli.cli.train import _say_where_the_point_stopped
+
+    def said(why: str, target: float, floor: float) -> str:
+        _say_where_the_point_stopped({"melanoma_sensitivity_target": target, "melanoma_specificity_floor": floor,
+                                      "melanoma_stopped_by": why,
+                                      "after": {"melanoma_sensitivity": 0.5, "melanoma_specificity": 0.8}})
+        return capsys.readouterr().err
+
+    assert "stopped the offset at melanoma sensitivity 0.500, short of 0.65" in said("specificity floor", 0.65, 0.9)
+    assert said("specificity floor", 0, 0.9) == ""  # a floor alone is meant to stop it
+    assert "already below the floor 0.9: no offset added" in said("below the floor before any offset", 0.65, 0.9)
+    assert "no offset reaches melanoma sensitivity 0.99" in said("no offset reaches it", 0.99, 0)
+    assert said(None, 0.65, 0.9) == ""

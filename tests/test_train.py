@@ -409,7 +409,7 @@ def test_family_postprocessing_is_fitted_on_its_own_average_and_bundles_as_one_f
     assert len(val) and record["images"] == len(val) and "val split" in record["fitted_on"]
     assert not set(m["image_id"].iloc[val]) & {i for f in ("fold0", "fold1") for i in checkpoint.load(
         family / f / "best.pt")["data"]["seen_image_ids"]}
-    assert record["after"]["melanoma_sensitivity"] == 1.0 or record["melanoma_bias"] == 4.0
+    assert record["after"]["melanoma_sensitivity"] == 1.0 or record["melanoma_stopped_by"] == "no offset reaches it"
     assert info["members_raw"] is True
     for fold in ("fold0", "fold1"):  # the members leave the operating point to the family
         assert json.loads((family / fold / "config.json").read_text())["melanoma_sensitivity"] == 0.0
@@ -525,7 +525,7 @@ def test_calibrate_refits_a_runs_operating_point_on_its_validation_rows(trained_
         k: v for k, v in before["config"].items() if k not in ("name", "overwrite", "melanoma_sensitivity")
         and v is not None}
     assert ckpt["postprocess"]["tau"] == before["postprocess"]["tau"]  # the run's own prior-shift setting, kept
-    assert record["after"]["melanoma_sensitivity"] >= 0.99 or record["melanoma_bias"] == 4.0
+    assert record["after"]["melanoma_sensitivity"] >= 0.99 or record["melanoma_stopped_by"] == "no offset reaches it"
     bias = ckpt["postprocess"].get("bias") or [0.0] * 7
     assert bias[MELANOMA] == record["melanoma_bias"]
     assert record["melanoma_bias"] > 0 or record["before"]["melanoma_sensitivity"] >= 0.99
@@ -625,6 +625,9 @@ def test_an_ensembles_postprocessing_is_fitted_on_its_own_average_on_rows_no_mem
     assert record["melanoma_sensitivity_target"] == 0.5 and record["melanoma_specificity_floor"] == 0.95
     assert record["after"]["melanoma_specificity"] >= 0.95 or record["melanoma_bias"] == 0.0
     assert json.loads((paths.runs_dir() / "cv" / "config.json").read_text())["melanoma_specificity"] == 0.95
+    removed = cli.invoke(app, ["calibrate", "cv", "--melanoma-sensitivity", "0", "--json"])  # alone: all of it
+    assert removed.exit_code == 0 and json.loads(removed.stdout)["melanoma_bias"] == 0.0, removed.output
+    assert json.loads((paths.runs_dir() / "cv" / "config.json").read_text())["melanoma_specificity"] == 0.0
     wrong = cli.invoke(app, ["calibrate", "cv", "--melanoma-specificity", "1.5"])
     assert wrong.exit_code == 2 and "--melanoma-specificity 1.5" in wrong.output and "Traceback" not in wrong.output
     runner.train(TrainConfig(arch="lenet", name="seed1", seed=7, overwrite=True, max_batches=1, **FAST))

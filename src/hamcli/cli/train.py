@@ -359,13 +359,13 @@ def calibrate(
     melanoma_sensitivity: Optional[float] = typer.Option(None, "--melanoma-sensitivity", help="Raise melanoma's "
                                                          "score until its sensitivity reaches this (e.g. 0.6) on "
                                                          "rows the model never trained on, at some cost in "
-                                                         "accuracy; 0 removes the operating point (default: the "
+                                                         "accuracy; 0 alone removes the operating point (default: the "
                                                          "run's own target)."),
     melanoma_specificity: Optional[float] = typer.Option(None, "--melanoma-specificity", help="While raising "
                                                          "melanoma's score, never let its specificity on those "
-                                                         "rows fall below this (e.g. 0.9; alone: the most "
-                                                         "sensitive point at or above it; 0: no floor; default: "
-                                                         "the run's own)."),
+                                                         "rows fall below this (e.g. 0.9; with "
+                                                         "--melanoma-sensitivity 0: the most sensitive point at or "
+                                                         "above it; 0: no floor; default: the run's own)."),
     prior_shift: Optional[str] = typer.Option(None, "--prior-shift", help="none, auto (TAU in 0-2 with the best "
                                               "balanced accuracy costing at most 0.02 accuracy) or a number from 0 "
                                               "to 5 (default: the run's own)."),
@@ -403,11 +403,28 @@ def calibrate(
         render.print_table(table)
         render.info(f"melanoma offset {record['melanoma_bias']:+.2f} on the log-probability, temperature "
                     f"{record['temperature']:.2f}; predict, evaluate, gradcam, serve and export apply them")
+    _say_where_the_point_stopped(record)
     cost = accuracy_cost(record)
     if cost > ACCURACY_WARNING:
+        cheaper = ("a higher --melanoma-specificity floor" if not record.get("melanoma_sensitivity_target") else
+                   "a lower --melanoma-sensitivity, or a --melanoma-specificity floor such as 0.9,")
         render.warn(f"this operating point costs {cost:.3f} accuracy on those rows ({record['before']['accuracy']:.3f} "
-                    f"-> {record['after']['accuracy']:.3f}); a lower --melanoma-sensitivity, or a "
-                    "--melanoma-specificity floor such as 0.9, costs less")
+                    f"-> {record['after']['accuracy']:.3f}); {cheaper} costs less")
+
+
+def _say_where_the_point_stopped(record: dict) -> None:
+    """A melanoma operating point that fell short of what was asked says so (the record's `melanoma_stopped_by`)."""
+    target, floor = record.get("melanoma_sensitivity_target") or 0, record.get("melanoma_specificity_floor") or 0
+    why, after = record.get("melanoma_stopped_by"), record["after"]
+    if why == "below the floor before any offset":
+        render.warn(f"melanoma specificity on those rows is {after['melanoma_specificity']:.3f} before any offset, "
+                    f"already below the floor {floor:g}: no offset added")
+    elif why == "specificity floor" and target:
+        render.info(f"the specificity floor {floor:g} stopped the offset at melanoma sensitivity "
+                    f"{after['melanoma_sensitivity']:.3f}, short of {target:g}")
+    elif why == "no offset reaches it" and target:
+        render.warn(f"no offset reaches melanoma sensitivity {target:g} on those rows; the most sensitive point "
+                    f"reached {after['melanoma_sensitivity']:.3f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -65,27 +65,38 @@ def choose_tau(logits: np.ndarray, y: np.ndarray, log_prior: np.ndarray, max_acc
     return best_tau
 
 
-def choose_bias(logits: np.ndarray, y: np.ndarray, target: float, cls: int = MELANOMA,
-                specificity: float = 0.0) -> float:
-    """The smallest offset to class `cls`'s logit that makes its sensitivity (recall) reach `target` on
-    (logits, y); the largest offset tried if none does; 0 where the class has no example. With a
-    `specificity` floor it stops at the largest offset that keeps the class's specificity (the share of other
-    rows not called `cls`) at or above the floor, short of `target` if it must (0 if the class is already
-    below it): "sensitivity 0.65, but not below specificity 0.90"."""
+def fit_melanoma_offset(logits: np.ndarray, y: np.ndarray, target: float, specificity: float = 0.0,
+                        cls: int = MELANOMA) -> tuple[float, str | None]:
+    """The offset to class `cls`'s logit for an operating point, and why it stopped short (None: it reached
+    `target`). It is the smallest offset (steps of 0.05, up to 4) whose sensitivity (recall) reaches `target`
+    on (logits, y). With a `specificity` floor, no offset may call more than (1 - floor) of the other rows
+    `cls`: if the target lies beyond, the smallest offset giving the most sensitivity the floor allows
+    ("specificity floor"; 0 and "below the floor before any offset" where the class is already there). If
+    no offset reaches the target, the smallest giving the most sensitivity ("no offset reaches it"); an
+    offset that buys no sensitivity is never added."""
     positive = y == cls
     if not positive.any():
-        return 0.0
-    chosen = 0.0
+        return 0.0, "no example of the class"
+    others = ~positive
+    chosen, best = 0.0, -1.0
     for bias in BIASES:
         shifted = logits.copy()
         shifted[:, cls] += bias
         called = shifted.argmax(1) == cls
-        if specificity > 0 and (~positive).any() and (~called[~positive]).mean() < specificity - 1e-9:
-            return chosen
-        chosen = bias
-        if called[positive].mean() >= target - 1e-9:
-            return bias
-    return chosen
+        if specificity > 0 and others.any() and (~called[others]).mean() < specificity - 1e-9:
+            return chosen, "specificity floor" if bias > 0 else "below the floor before any offset"
+        sensitivity = called[positive].mean()
+        if sensitivity > best + 1e-12:
+            chosen, best = bias, sensitivity
+        if sensitivity >= target - 1e-9:
+            return chosen, None
+    return chosen, "no offset reaches it"
+
+
+def choose_bias(logits: np.ndarray, y: np.ndarray, target: float, cls: int = MELANOMA,
+                specificity: float = 0.0) -> float:
+    """`fit_melanoma_offset`'s offset alone: "sensitivity 0.65, but not below specificity 0.90"."""
+    return fit_melanoma_offset(logits, y, target, specificity, cls)[0]
 
 
 def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_shift: str | float,
@@ -105,9 +116,10 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
     else:
         tau = 0.0 if prior_shift == "none" else float(prior_shift)
     shifted = logits - tau * log_prior
-    bias = np.zeros(logits.shape[1])
+    bias, stopped_by = np.zeros(logits.shape[1]), None
     if melanoma_sensitivity > 0 or melanoma_specificity > 0:
-        bias[MELANOMA] = choose_bias(shifted, y, melanoma_sensitivity or 1.0, specificity=melanoma_specificity)
+        bias[MELANOMA], stopped_by = fit_melanoma_offset(shifted, y, melanoma_sensitivity or 1.0,
+                                                         melanoma_specificity)
         shifted = shifted + bias
     temperature = fit_temperature(shifted, y)
     post = Postprocess(temperature, tau, tuple(float(v) for v in log_prior),
@@ -116,7 +128,7 @@ def calibrate(logits: np.ndarray, y: np.ndarray, train_counts: list[int], prior_
     record = {"fitted_on": "validation", "images": int(len(y)), "temperature": round(temperature, 4), "tau": tau,
               "prior_shift": prior_shift, "max_accuracy_drop": max_accuracy_drop,
               "melanoma_sensitivity_target": melanoma_sensitivity, "melanoma_specificity_floor": melanoma_specificity,
-              "melanoma_bias": float(bias[MELANOMA]),
+              "melanoma_bias": float(bias[MELANOMA]), "melanoma_stopped_by": stopped_by,
               "before": {**with_melanoma(y, logits.argmax(1)), "ece": expected_calibration_error(y, before)},
               "after": {**with_melanoma(y, shifted.argmax(1)), "ece": expected_calibration_error(y, after)}}
     return post, record

@@ -98,8 +98,11 @@ def _options(run_dir: Path) -> dict:
 
 
 def _target(config: dict, sensitivity: float | None, specificity: float | None) -> MelanomaTarget:
-    """The operating point asked for, each part not given taken from the run's recorded options."""
+    """The operating point asked for, each part not given taken from the run's recorded options; except that
+    `--melanoma-sensitivity 0` alone removes the operating point, floor and all."""
     own = MelanomaTarget.from_config(config)
+    if sensitivity == 0 and specificity is None:
+        return MelanomaTarget()
     return MelanomaTarget(own.sensitivity if sensitivity is None else sensitivity,
                           own.specificity if specificity is None else specificity)
 
