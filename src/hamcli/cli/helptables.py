@@ -19,8 +19,10 @@ class _HelpTable(Table):
         super().add_row(*renderables, **kwargs)
         for column in self.columns:
             column.overflow = "fold"
-        if self.columns:
-            self.columns[0].no_wrap = True
+        if self.columns:  # the option names: as wide as the longest, so that none is folded
+            names = self.columns[0]
+            names.no_wrap = True
+            names.min_width = max((len(getattr(cell, "plain", str(cell))) for cell in names._cells), default=0)
 
 
 class _HelpColumns(Columns):
