@@ -192,3 +192,18 @@ def test_calibrate_says_when_the_melanoma_point_fell_short(capsys):
     assert "already below the floor 0.9: no offset added" in said("below the floor before any offset", 0.65, 0.9)
     assert "no offset reaches melanoma sensitivity 0.99" in said("no offset reaches it", 0.99, 0)
     assert said(None, 0.65, 0.9) == ""
+    assert "no melanoma among those rows" in said("no example of the class", 0.65, 0)
+
+
+def test_train_says_what_the_postprocessing_did_on_validation(capsys):
+    from hamcli.cli.train import _say_postprocessing
+
+    figures = {"accuracy": 0.83, "balanced_accuracy": 0.72, "melanoma_sensitivity": 0.48}
+    _say_postprocessing({"tau": 0.1, "melanoma_bias": 0.7, "images": 1503, "before": figures,
+                         "after": {**figures, "accuracy": 0.79, "melanoma_sensitivity": 0.66},
+                         "melanoma_sensitivity_target": 0.65, "melanoma_stopped_by": None})
+    said = capsys.readouterr().err
+    assert "prior shift tau 0.1 and melanoma offset +0.70 (melanoma sensitivity 0.480 -> 0.660)" in said
+    assert "accuracy 0.830 -> 0.790" in said and "1503 validation images" in said
+    _say_postprocessing({"tau": 0.0, "melanoma_bias": 0.0, "images": 10, "before": figures, "after": figures})
+    assert capsys.readouterr().err == ""  # nothing done, nothing said

@@ -234,6 +234,26 @@ def train(
     for key, value in values.items():
         render.add_row(table, (key.replace("_", " "), value))
     render.print_table(table)
+    _say_postprocessing(result.get("calibration") or {})
+
+
+def _say_postprocessing(record: dict) -> None:
+    """After training: what the prior shift and the melanoma operating point did on the validation rows (the
+    table above shows the model before them)."""
+    if not (record.get("tau") or record.get("melanoma_bias")):
+        _say_where_the_point_stopped(record)
+        return
+    before, after = record["before"], record["after"]
+    parts = [f"prior shift tau {record['tau']:g}"] if record.get("tau") else []
+    if record.get("melanoma_bias"):
+        parts.append(f"melanoma offset {record['melanoma_bias']:+.2f} (melanoma sensitivity "
+                     f"{before['melanoma_sensitivity']:.3f} -> {after['melanoma_sensitivity']:.3f})")
+    images = f"{record['images']} validation image{'s' if record['images'] != 1 else ''}"
+    render.info(f"then {' and '.join(parts)}, fitted on {images}: accuracy "
+                f"{before['accuracy']:.3f} -> {after['accuracy']:.3f}, balanced accuracy "
+                f"{before['balanced_accuracy']:.3f} -> {after['balanced_accuracy']:.3f}; predict, evaluate, "
+                "gradcam, serve and export apply it")
+    _say_where_the_point_stopped(record)
 
 
 def _job(resolved, resume: str | None, quiet: bool, rank: int) -> None:  # noqa: ANN001 - (TrainConfig, bool)
@@ -416,7 +436,10 @@ def _say_where_the_point_stopped(record: dict) -> None:
     """A melanoma operating point that fell short of what was asked says so (the record's `melanoma_stopped_by`)."""
     target, floor = record.get("melanoma_sensitivity_target") or 0, record.get("melanoma_specificity_floor") or 0
     why, after = record.get("melanoma_stopped_by"), record["after"]
-    if why == "below the floor before any offset":
+    if why == "no example of the class" and (target or floor):
+        render.warn("no melanoma among those rows, so no operating point could be fitted; prepare a larger "
+                    "validation split")
+    elif why == "below the floor before any offset":
         render.warn(f"melanoma specificity on those rows is {after['melanoma_specificity']:.3f} before any offset, "
                     f"already below the floor {floor:g}: no offset added")
     elif why == "specificity floor" and target:
