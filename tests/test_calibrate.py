@@ -207,3 +207,5 @@ def test_train_says_what_the_postprocessing_did_on_validation(capsys):
     assert "accuracy 0.830 -> 0.790" in said and "1503 validation images" in said
     _say_postprocessing({"tau": 0.0, "melanoma_bias": 0.0, "images": 10, "before": figures, "after": figures})
     assert capsys.readouterr().err == ""  # nothing done, nothing said
+    _say_postprocessing({"tau": 0.2, "inherited": False})  # a refit's: fitted later (`calibrate --folds`)
+    assert capsys.readouterr().err == ""

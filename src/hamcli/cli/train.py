@@ -240,6 +240,8 @@ def train(
 def _say_postprocessing(record: dict) -> None:
     """After training: what the prior shift and the melanoma operating point did on the validation rows (the
     table above shows the model before them)."""
+    if "before" not in record or "after" not in record:  # a refit: nothing fitted yet (`calibrate --folds`)
+        return
     if not (record.get("tau") or record.get("melanoma_bias")):
         _say_where_the_point_stopped(record)
         return
@@ -435,7 +437,7 @@ def calibrate(
 def _say_where_the_point_stopped(record: dict) -> None:
     """A melanoma operating point that fell short of what was asked says so (the record's `melanoma_stopped_by`)."""
     target, floor = record.get("melanoma_sensitivity_target") or 0, record.get("melanoma_specificity_floor") or 0
-    why, after = record.get("melanoma_stopped_by"), record["after"]
+    why, after = record.get("melanoma_stopped_by"), record.get("after") or {}
     if why == "no example of the class" and (target or floor):
         render.warn("no melanoma among those rows, so no operating point could be fitted; prepare a larger "
                     "validation split")
