@@ -38,16 +38,11 @@ def recalibrate(run: str | Path, melanoma_sensitivity: float | None = None, fold
     falling below the floor (each None: the run's own), with prior shift `prior_shift` (none, auto or a number;
     None: the run's own), on rows it never trained on; returns the record of its effect there (`before`,
     `after`)."""
-    if melanoma_sensitivity is not None and not 0 <= melanoma_sensitivity < 1:
-        raise UsageError(f"--melanoma-sensitivity {melanoma_sensitivity}: a fraction in [0, 1), e.g. 0.6 (0: no "
-                         "operating point)")
-    if melanoma_specificity is not None and not 0 <= melanoma_specificity < 1:
-        raise UsageError(f"--melanoma-specificity {melanoma_specificity}: a fraction in [0, 1), e.g. 0.9 (0: no "
-                         "floor)")
-    if prior_shift is not None:
-        from hamcli.training.config import TrainConfig
+    from hamcli.training.config import TrainConfig
 
-        TrainConfig(prior_shift=prior_shift).check()  # none, auto, or a number from 0 to 5
+    given = {"melanoma_sensitivity": melanoma_sensitivity, "melanoma_specificity": melanoma_specificity,
+             "prior_shift": prior_shift}
+    TrainConfig(**{k: v for k, v in given.items() if v is not None}).check()  # the ranges `train` checks
     named = resolve_run(run)
     if not is_family(named):
         finished_checkpoint(named, f"hamcli calibrate {run}")
