@@ -12,6 +12,9 @@ function that needs them is called.
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hamcli._version import __version__
@@ -27,30 +30,21 @@ __all__ = ["CLASS_CODES", "CLASS_NAMES", "HamcliError", "Prediction", "Predictor
            "evaluate", "gradcam", "load_model", "prepare", "train"]
 
 
-def _in_python_words(aliases: dict[str, str] | None = None):  # noqa: ANN202 - a context manager
+@contextlib.contextmanager
+def _in_python_words(aliases: dict[str, str] | None = None) -> Iterator[None]:
     """Errors raised inside the library name command-line options (`--freeze-early 3: ...`); a Python caller
     passed keywords. Outside backticks (which quote commands to run), `--some-option` becomes `some_option`
     (or its keyword in `aliases`, e.g. `--class` -> `target`)."""
-    import contextlib
-    import re
-
-    def words(text: str) -> str:
-        parts = text.split("`")
-        for i in range(0, len(parts), 2):  # even parts lie outside backticks
-            parts[i] = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)",
-                              lambda m: (aliases or {}).get(m.group(0), m.group(1).replace("-", "_")), parts[i])
-        return "`".join(parts)
-
-    @contextlib.contextmanager
-    def translating():  # noqa: ANN202
-        try:
-            yield
-        except HamcliError as exc:
-            if exc.args and isinstance(exc.args[0], str):
-                exc.args = (words(exc.args[0]), *exc.args[1:])
-            raise
-
-    return translating()
+    try:
+        yield
+    except HamcliError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            parts = exc.args[0].split("`")
+            for i in range(0, len(parts), 2):  # even parts lie outside backticks
+                parts[i] = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)",
+                                  lambda m: (aliases or {}).get(m.group(0), m.group(1).replace("-", "_")), parts[i])
+            exc.args = ("`".join(parts), *exc.args[1:])
+        raise
 
 
 def load_model(run_or_path: str | Path | None = None, device: str = "auto", precision: str = "fp32") -> Predictor:
