@@ -73,8 +73,8 @@ def _reflow_help(command) -> None:  # noqa: ANN001 - a click Command or Group
         _reflow_help(sub)
 
 
-class _Command(TyperCommand):
-    """A command whose help folds long words instead of cutting them (`hamcli.cli.helptables`)."""
+class _FoldingHelp:
+    """Help that folds long words instead of cutting them (`hamcli.cli.helptables`), for commands and the group."""
 
     def format_help(self, ctx, formatter) -> None:  # noqa: ANN001
         from hamcli.cli.helptables import fold_help_tables
@@ -83,18 +83,16 @@ class _Command(TyperCommand):
         super().format_help(ctx, formatter)
 
 
-class _Group(TyperGroup):
+class _Command(_FoldingHelp, TyperCommand):
+    pass
+
+
+class _Group(_FoldingHelp, TyperGroup):
     """Turns a HamcliError raised by any command, and any usage error, into one red line and its exit code."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         _reflow_help(self)
-
-    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001
-        from hamcli.cli.helptables import fold_help_tables
-
-        fold_help_tables()
-        super().format_help(ctx, formatter)
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201
         try:
