@@ -242,19 +242,17 @@ def _say_postprocessing(record: dict) -> None:
     table above shows the model before them)."""
     if "before" not in record or "after" not in record:  # a refit: nothing fitted yet (`calibrate --folds`)
         return
-    if not (record.get("tau") or record.get("melanoma_bias")):
-        _say_where_the_point_stopped(record)
-        return
     before, after = record["before"], record["after"]
     parts = [f"prior shift tau {record['tau']:g}"] if record.get("tau") else []
     if record.get("melanoma_bias"):
         parts.append(f"melanoma offset {record['melanoma_bias']:+.2f} (melanoma sensitivity "
                      f"{before['melanoma_sensitivity']:.3f} -> {after['melanoma_sensitivity']:.3f})")
-    images = f"{record['images']} validation image{'s' if record['images'] != 1 else ''}"
-    render.info(f"then {' and '.join(parts)}, fitted on {images}: accuracy "
-                f"{before['accuracy']:.3f} -> {after['accuracy']:.3f}, balanced accuracy "
-                f"{before['balanced_accuracy']:.3f} -> {after['balanced_accuracy']:.3f}; predict, evaluate, "
-                "gradcam, serve and export apply it")
+    if parts:
+        images = f"{record['images']} validation image{'s' if record['images'] != 1 else ''}"
+        render.info(f"then {' and '.join(parts)}, fitted on {images}: accuracy "
+                    f"{before['accuracy']:.3f} -> {after['accuracy']:.3f}, balanced accuracy "
+                    f"{before['balanced_accuracy']:.3f} -> {after['balanced_accuracy']:.3f}; predict, evaluate, "
+                    "gradcam, serve and export apply it")
     _say_where_the_point_stopped(record)
 
 
