@@ -177,8 +177,9 @@ def train(
     compile: bool = flag("--compile", help="torch.compile the network: the first steps compile, later ones may "
                          "run faster; on 2 CPU cores it did not pay (docs/benchmarks.md), on GPUs unmeasured."),
     distil_from: Optional[str] = typer.Option(None, "--distil-from", help="A teacher (run, family, ensemble or "
-                                              "checkpoint at this data's size, that never saw its validation or "
-                                              "test images): learn from its softened probabilities too."),
+                                              "checkpoint at this data's size, that never saw its test images; "
+                                              "one that saw its validation images is said): learn from its "
+                                              "softened probabilities too."),
     distil_weight: float = typer.Option(0.5, "--distil-weight", help="The teacher's share of the loss, in (0, 1]."),
     distil_temperature: float = typer.Option(2.0, "--distil-temperature", help="How much the teacher's "
                                              "probabilities are softened (2-4 is usual)."),
