@@ -25,7 +25,7 @@ import torch
 from _results import emit  # noqa: E402 - bench/ is on the path when a script runs
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from bundle_model import load_stored  # noqa: E402
+from bundle_model import fp16_differences, weights_mb  # noqa: E402
 
 import hamcli.models.checkpoint as checkpoint  # noqa: E402
 from hamcli.evaluation.metrics import full_report  # noqa: E402
@@ -60,20 +60,15 @@ def main() -> None:
         calibration = (json.loads((target / "family.json").read_text()) if family else ckpts[0]).get("calibration")
         reference = load_model(target)
         val = held_out(reference, "val")
-        fp32_top = reference.probabilities(val.images).argmax(1)
         raw = full_report(val.y_true, reference.outputs(val.images, raw=True).probabilities)
-        half = load_stored(target, ckpts, torch.float16)
-        floats = [v for c in ckpts for v in c["state_dict"].values() if v.is_floating_point()]
-        others = sum(v.numel() * v.element_size() for c in ckpts for v in c["state_dict"].values()
-                     if not v.is_floating_point())
         row = {"model": name, "members": [p.parent.name for p in paths],
-               "fp16_top_class_differences_on_validation": int((half.probabilities(val.images).argmax(1)
-                                                                 != fp32_top).sum()),
+               "fp16_top_class_differences_on_validation": fp16_differences(target, ckpts, reference,
+                                                                            val.images)[0],
                "val_images": len(val.y_true), "val_macro_roc_auc_raw": round(raw["macro_roc_auc"], 4),
                "val_balanced_accuracy_raw": round(raw["balanced_accuracy"], 4),
                "val_accuracy_raw": round(raw["accuracy"], 4),
-               "weights_mb_fp16": round((sum(v.numel() * 2 for v in floats) + others) / 1e6, 2),
-               "weights_mb_fp32": round((sum(v.numel() * 4 for v in floats) + others) / 1e6, 2)}
+               "weights_mb_fp16": round(weights_mb(ckpts, torch.float16), 2),
+               "weights_mb_fp32": round(weights_mb(ckpts, torch.float32), 2)}
         if calibration:
             row["postprocess"] = {
                 "tau": calibration.get("tau"), "melanoma_bias": calibration.get("melanoma_bias"),

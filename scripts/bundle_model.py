@@ -63,6 +63,21 @@ def load_stored(target: Path, ckpts: list[dict], dtype: torch.dtype) -> Predicto
     return predictor
 
 
+def fp16_differences(target: Path, ckpts: list[dict], reference: Predictor, images: np.ndarray
+                     ) -> tuple[int, Predictor]:
+    """How many of `images` get another top class from the weights rounded to fp16 than from fp32, and the
+    fp16 model (as the bundle would hold it)."""
+    half = load_stored(target, ckpts, torch.float16)
+    return int((half.probabilities(images).argmax(1) != reference.probabilities(images).argmax(1)).sum()), half
+
+
+def weights_mb(ckpts: list[dict], dtype: torch.dtype) -> float:
+    """Megabytes of every member's weights stored as `dtype` (other tensors, step counters say, as they are)."""
+    width = torch.finfo(dtype).bits // 8
+    return sum(v.numel() * (width if v.is_floating_point() else v.element_size())
+               for c in ckpts for v in c["state_dict"].values()) / 1e6
+
+
 def figures(predictor: Predictor, evalset: scoring.EvalSet, bootstrap: int) -> dict:
     from hamcli.evaluation.metrics import bootstrap_ci, full_report
 
@@ -134,13 +149,10 @@ def main() -> None:
         val = scoring.held_out(reference, "val")  # a family's: the rows no member trained on
     except HamcliError as exc:
         raise SystemExit(f"{args.run}: no validation rows to check fp16 storage on ({exc})") from None
-    fp32_top = reference.probabilities(val.images).argmax(1)
-    half = load_stored(target, ckpts, torch.float16)
-    differ_fp16 = int((half.probabilities(val.images).argmax(1) != fp32_top).sum())
+    differ_fp16, half = fp16_differences(target, ckpts, reference, val.images)
     dtype = torch.float16 if differ_fp16 <= args.fp16_max_differences else torch.float32
     stored = half if dtype == torch.float16 else reference
-    size = sum(v.numel() * (2 if v.is_floating_point() and dtype == torch.float16 else v.element_size())
-               for c in ckpts for v in c["state_dict"].values()) / 1e6
+    size = weights_mb(ckpts, dtype)
     print(json.dumps({"fp16_top_class_differences_on_validation": differ_fp16, "weights_dtype": str(dtype),
                       "weights_mb": round(size, 2)}))
     if args.max_mb is not None and size > args.max_mb:
